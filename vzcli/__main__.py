@@ -1,0 +1,3 @@
+from vzcli.cli import main
+
+main()

@@ -1,0 +1,240 @@
+"""Derived usearch HNSW files: building, publishing, viewing, and keeping them in step with SQLite.
+
+The file of an index holds every live record whose key is <= `ann_max_key` (keys are never
+reused), plus nodes of records deleted since (`dead_keys`), which queries filter out. Records with
+larger keys are the *delta*: queries search them exactly from SQLite. Writers merge the delta into
+a new file once it passes `merge_threshold()`, and rebuild from SQLite when churn passes 25%.
+
+Files are written under a new name and published with fsync + rename, never saved over a file a
+reader may have mapped (that kills the reader with SIGBUS; usearch-notes §6). The catalog update
+that points at a new file is a compare-and-swap, so concurrent mergers cannot publish stale state.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vzcli.store import Store
+
+USEARCH_METRIC = {"cosine": "cos", "euclidean": "l2sq", "dot-product": "ip"}
+REBUILD_CHURN = 0.25
+CHUNK = 8192
+
+
+def merge_threshold() -> int:
+    env = os.environ.get("VZ_MERGE_THRESHOLD")
+    return max(1, int(env)) if env else 2000
+
+
+def _new_index(row: dict[str, Any]) -> Any:
+    from usearch.index import Index
+
+    return Index(ndim=row["dimensions"], metric=USEARCH_METRIC[row["metric"]], dtype=row["dtype"],
+                 connectivity=row["connectivity"], expansion_add=row["expansion_add"],
+                 expansion_search=row["expansion_search"])
+
+
+def open_view(path: Path, row: dict[str, Any]) -> Any | None:
+    """Memory-map a published file for searching; None if it is missing or unreadable."""
+    from usearch.index import Index
+
+    try:
+        idx = Index.restore(str(path), view=True, enable_key_lookups=False,
+                            expansion_search=row["expansion_search"])
+    except (ValueError, RuntimeError, OSError):
+        return None
+    if idx is None or idx.ndim != row["dimensions"]:
+        return None
+    return idx
+
+
+def file_ok(path: Path, row: dict[str, Any]) -> bool:
+    from usearch.index import Index
+
+    try:
+        meta = Index.metadata(str(path))
+    except (ValueError, RuntimeError, OSError):
+        return False
+    return bool(meta) and meta.get("dimensions") == row["dimensions"] and \
+        meta.get("count_present", -1) + meta.get("count_deleted", 0) >= 0
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(idx: Any, d: Path, seq: int) -> str:
+    """Save `idx` under a fresh name in `d` and return that name (not yet referenced by the catalog)."""
+    d.mkdir(parents=True, exist_ok=True)
+    name = f"ann-{seq:012d}-{os.getpid()}-{os.urandom(3).hex()}.usearch"
+    tmp = d / f".tmp-{os.getpid()}-{name}"
+    idx.save(str(tmp))
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, d / name)
+    _fsync_dir(d)
+    return name
+
+
+def sweep(d: Path, keep: str | None) -> None:
+    """Remove unreferenced ANN files and temp files of dead processes (readers keep their mapping)."""
+    if not d.is_dir():
+        return
+    for p in d.iterdir():
+        if p.name == keep or p.name == "merge.lock":
+            continue
+        if p.name.startswith(".tmp-"):
+            try:
+                pid = int(p.name.split("-")[1])
+            except (IndexError, ValueError):
+                pid = -1
+            if pid > 0 and _alive(pid):
+                continue
+        elif not p.name.startswith("ann-"):
+            continue
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def merge_lock(d: Path, *, wait: bool):
+    """An advisory lock so that only one process merges an index at a time."""
+    d.mkdir(parents=True, exist_ok=True)
+    fd = os.open(d / "merge.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def delta_count(conn: sqlite3.Connection, index_id: int, max_key: int) -> int:
+    return conn.execute("SELECT count(*) FROM vectors WHERE key > ? AND index_id = ?",
+                        (max_key, index_id)).fetchone()[0]
+
+
+def needs_work(conn: sqlite3.Connection, row: dict[str, Any], store: Store) -> str | None:
+    """'rebuild', 'merge' or None for the index `row` (a dict of its catalog row)."""
+    live = row["vector_count"]
+    file = row["ann_file"]
+    if file is not None and not (store.index_dir(row["name"]) / file).exists():
+        return "rebuild"
+    churn = row["ann_dead"] + row["ann_tombstones"]
+    if file is not None and churn > REBUILD_CHURN * max(live, 1) and churn >= 64:
+        return "rebuild"
+    if delta_count(conn, row["id"], row["ann_max_key"]) >= merge_threshold():
+        return "merge" if file is not None else "rebuild"
+    return None
+
+
+def maintain(store: Store, name: str, *, force: str | None = None, threads: int = 0) -> str | None:
+    """Merge or rebuild the ANN file of index `name` if due (or as `force` says). Returns what was done."""
+    d = store.index_dir(name)
+    with merge_lock(d, wait=force is not None) as got:
+        if not got:
+            return None  # another process is merging this index right now
+        conn = store.conn()
+        assert conn is not None
+        with store.read() as rc:
+            assert rc is not None
+            row = _row(rc, name)
+            if row is None:
+                return None
+            action = force or needs_work(rc, row, store)
+            if action is None:
+                return None
+            if action == "merge" and (row["ann_file"] is None or not (d / row["ann_file"]).exists()):
+                action = "rebuild"
+            base_file = row["ann_file"]
+            seq = row["last_mutation"] or 0
+            dead = [k for (k,) in rc.execute("SELECT key FROM dead_keys WHERE index_id = ?", (row["id"],))]
+            if action == "rebuild":
+                from usearch.index import Index  # noqa: F401
+
+                idx = _new_index(row)
+                start_key, nodes0, tomb = 0, 0, 0
+            else:
+                from usearch.index import Index
+
+                idx = Index.restore(str(d / base_file), view=False, expansion_search=row["expansion_search"])
+                start_key, nodes0 = row["ann_max_key"], row["ann_nodes"]
+                removable = [k for k in dead if k <= start_key]
+                if removable:
+                    idx.remove(np.asarray(removable, dtype=np.uint64))
+                tomb = row["ann_tombstones"] + len(removable)
+            max_key = start_key
+            added = 0
+            cur = rc.execute("SELECT key, vec FROM vectors WHERE key > ? AND index_id = ? ORDER BY key",
+                             (start_key, row["id"]))
+            while True:
+                batch = cur.fetchmany(CHUNK)
+                if not batch:
+                    break
+                keys = np.fromiter((k for k, _ in batch), dtype=np.uint64, count=len(batch))
+                vecs = np.frombuffer(b"".join(v for _, v in batch), dtype=np.float32).reshape(len(batch), -1)
+                idx.add(keys, vecs, threads=threads)
+                max_key = int(keys[-1])
+                added += len(batch)
+        nodes = nodes0 + added
+        new_file = publish(idx, d, seq) if nodes else None
+        with store.write() as wc:
+            cur_row = _row(wc, name)
+            if cur_row is None or cur_row["id"] != row["id"] or cur_row["ann_file"] != base_file:
+                if new_file:
+                    (d / new_file).unlink(missing_ok=True)
+                return None
+            if dead:
+                wc.execute("DELETE FROM dead_keys WHERE index_id = ? AND key IN (SELECT value FROM json_each(?))",
+                           (row["id"], _json_list(dead)))
+            still_dead = wc.execute("SELECT count(*) FROM dead_keys WHERE index_id = ? AND key <= ?",
+                                    (row["id"], max_key)).fetchone()[0]
+            wc.execute("""UPDATE indexes SET ann_file = ?, ann_max_key = ?, ann_nodes = ?, ann_dead = ?,
+                          ann_tombstones = ?, ann_seq = ? WHERE id = ?""",
+                       (new_file, max_key, nodes, still_dead, tomb, seq, row["id"]))
+        sweep(d, new_file)
+        return action
+
+
+def _json_list(xs: list[int]) -> str:
+    return "[" + ",".join(map(str, xs)) + "]"
+
+
+def _row(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
+    cur = conn.execute("SELECT * FROM indexes WHERE name = ?", (name,))
+    r = cur.fetchone()
+    if r is None:
+        return None
+    return dict(zip([c[0] for c in cur.description], r, strict=True))

@@ -1,0 +1,153 @@
+"""Vector records: validation of one record as Cloudflare defines it (reference/vectorize-api.md §10)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from vzcli.errors import InvalidVector, Unparsable
+from vzcli.limits import MAX_ID_BYTES, MAX_METADATA_BYTES, MAX_NAMESPACE_BYTES, utf8_len
+
+F32_MAX = float(np.finfo(np.float32).max)
+
+# vz's codes for the record errors Cloudflare documents no code for (README, Compatibility).
+CODE_ID = 40008
+CODE_DIMENSIONS = 40012
+CODE_METADATA = 40011
+CODE_NAMESPACE = 40010
+
+
+@dataclass(slots=True)
+class Record:
+    id: str
+    values: np.ndarray  # float32, shape (dims,)
+    namespace: str | None
+    metadata: dict[str, Any] | None
+    metadata_json: str | None  # compact JSON, None when there is no metadata
+
+
+def check_id(vid: Any) -> str:
+    if not isinstance(vid, str):
+        raise InvalidVector(f"id must be a string, got {_jtype(vid)}", code=CODE_ID)
+    n = utf8_len(vid)
+    if n == 0:
+        raise InvalidVector("id must not be empty", code=CODE_ID)
+    if n > MAX_ID_BYTES:
+        raise InvalidVector(f"id too long; max is {MAX_ID_BYTES} bytes, got {n} bytes", code=CODE_ID)
+    return vid
+
+
+def check_namespace(ns: Any) -> str | None:
+    if ns is None:
+        return None
+    if not isinstance(ns, str):
+        raise InvalidVector(f"namespace must be a string, got {_jtype(ns)}", code=CODE_NAMESPACE)
+    n = utf8_len(ns)
+    if n == 0 or n > MAX_NAMESPACE_BYTES:
+        raise InvalidVector(f"namespace must be 1-{MAX_NAMESPACE_BYTES} bytes, got {n} bytes", code=CODE_NAMESPACE)
+    return ns
+
+
+def check_vector(values: Any, dims: int, vid: str, *, raw_has_bool: bool = True, code: int = CODE_DIMENSIONS,
+                 what: str = "vector") -> np.ndarray:
+    """`values` as float32, exactly `dims` finite numbers that fit in float32."""
+    prefix = f'invalid {what} for id="{vid}", ' if vid else f"invalid {what}, "
+    if not isinstance(values, list):
+        raise InvalidVector(prefix + f"values must be an array of numbers, got {_jtype(values)}", code=code)
+    if len(values) != dims:
+        raise InvalidVector(prefix + f"expected {dims} dimensions, and got {len(values)} dimensions", code=code)
+    if raw_has_bool and any(v is True or v is False for v in values):
+        raise InvalidVector(prefix + "values must be numbers, not booleans", code=code)
+    try:
+        arr = np.array(values)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidVector(prefix + "values must all be numbers", code=code) from None
+    if arr.ndim != 1 or arr.dtype.kind not in "fib":
+        # strings, nested arrays, nulls, or integers too large for any float
+        raise InvalidVector(prefix + "values must all be numbers that fit in float32", code=code)
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise InvalidVector(prefix + "values must be finite numbers (no NaN or Infinity)", code=code)
+    if arr.size and float(np.abs(arr).max()) > F32_MAX:
+        raise InvalidVector(prefix + "values must fit in float32 (|x| <= 3.4e38)", code=code)
+    return arr.astype(np.float32)
+
+
+def check_metadata(md: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """Validated metadata and its compact JSON (None when absent or empty)."""
+    if md is None:
+        return None, None
+    if not isinstance(md, dict):
+        raise InvalidVector(f"metadata must be a JSON object, got {_jtype(md)}", code=CODE_METADATA)
+    if not md:
+        return None, None
+    _check_meta_object(md, "")
+    try:
+        raw = orjson.dumps(md)
+    except (TypeError, orjson.JSONEncodeError) as e:
+        raise InvalidVector(f"metadata cannot be encoded as JSON: {e}", code=CODE_METADATA) from None
+    if len(raw) > MAX_METADATA_BYTES:
+        raise InvalidVector(f"metadata too large; max is {MAX_METADATA_BYTES} bytes, got {len(raw)} bytes",
+                            code=CODE_METADATA)
+    return md, raw.decode()
+
+
+def _check_meta_object(obj: dict[str, Any], path: str, depth: int = 0) -> None:
+    if depth > 32:
+        raise InvalidVector("metadata is nested more than 32 levels deep", code=CODE_METADATA)
+    for k, v in obj.items():
+        where = f"{path}.{k}" if path else k
+        if not k:
+            raise InvalidVector(f"metadata key at '{path or '(top level)'}' is empty", code=CODE_METADATA)
+        if "." in k or '"' in k or k.startswith("$"):
+            raise InvalidVector(f"metadata key {k!r} is invalid: keys cannot contain '.' or '\"' or start with '$'",
+                                code=CODE_METADATA)
+        if isinstance(v, bool) or isinstance(v, str):
+            continue
+        if isinstance(v, (int, float)):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise InvalidVector(f"metadata value at '{where}' is not a finite number", code=CODE_METADATA)
+            continue
+        if isinstance(v, dict):
+            _check_meta_object(v, where, depth + 1)
+            continue
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            continue
+        raise InvalidVector(f"metadata value at '{where}' must be a string, number, boolean, string array or "
+                            f"object, got {_jtype(v)}", code=CODE_METADATA)
+
+
+def parse_record(obj: Any, dims: int, *, raw: bytes | None = None) -> Record:
+    """Validate one decoded NDJSON object (raises InvalidVector / Unparsable)."""
+    if not isinstance(obj, dict):
+        raise Unparsable(f"expected a JSON object with \"id\" and \"values\", got {_jtype(obj)}")
+    if "id" not in obj:
+        raise InvalidVector('missing "id"', code=CODE_ID)
+    vid = check_id(obj["id"])
+    if "values" not in obj:
+        raise InvalidVector(f'invalid vector for id="{vid}", missing "values"', code=CODE_DIMENSIONS)
+    has_bool = raw is None or (b"true" in raw or b"false" in raw)
+    values = check_vector(obj["values"], dims, vid, raw_has_bool=has_bool)
+    ns = check_namespace(obj.get("namespace"))
+    md, md_json = check_metadata(obj.get("metadata"))
+    return Record(vid, values, ns, md, md_json)
+
+
+def _jtype(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    if isinstance(v, dict):
+        return "object"
+    return type(v).__name__

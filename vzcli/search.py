@@ -1,0 +1,170 @@
+"""Query execution: exact search, HNSW search, and the planner that picks between them.
+
+Scores follow Cloudflare's docs (reference/vectorize-api.md §3): cosine similarity (higher is
+better), L2 distance (lower is better), negative dot product (lower is better). Every returned
+score is recomputed exactly from the stored float32 values, whichever path found the match.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vzcli import ann
+from vzcli.filters import Compiled
+
+
+def distances(metric: str, q: np.ndarray, mat: np.ndarray) -> np.ndarray:
+    """Lower is better for all metrics (cosine: -similarity), float64."""
+    q64 = q.astype(np.float64)
+    m64 = mat.astype(np.float64)
+    if metric == "cosine":
+        norms = np.linalg.norm(m64, axis=1) * np.linalg.norm(q64)
+        dots = m64 @ q64
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sim = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 0.0)
+        return -np.clip(sim, -1.0, 1.0)
+    if metric == "euclidean":
+        diff = m64 - q64
+        return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    return -(m64 @ q64)
+
+
+def score_of(metric: str, dist: float) -> float:
+    return -dist if metric == "cosine" else dist
+
+
+@dataclass(slots=True)
+class Plan:
+    """What the planner decided, for `--explain`-style diagnostics and the benchmarks."""
+
+    path: str  # "exact", "hnsw", "hnsw+exact-delta", "empty"
+    candidates: int | None = None
+    fetched: int = 0
+
+
+def _cond(index_id: int, namespace: str | None, comp: Compiled | None, *, drive: bool) -> tuple[str, list[Any]]:
+    parts, params = ["v.index_id = ?"], [index_id]
+    if namespace is not None:
+        parts.append("v.namespace = ?")
+        params.append(namespace)
+    if comp is not None:
+        w, p = comp.where(drive=drive)
+        parts.append(w)
+        params.extend(p)
+    return " AND ".join(parts), params
+
+
+def _exact(conn: sqlite3.Connection, metric: str, q: np.ndarray, k: int, where: str, params: list[Any],
+           dims: int) -> list[tuple[float, int]]:
+    out: list[tuple[float, int]] = []
+    cur = conn.execute(f"SELECT v.key, v.vec FROM vectors v WHERE {where}", params)
+    best_keys = np.empty(0, dtype=np.int64)
+    best_d = np.empty(0, dtype=np.float64)
+    while True:
+        rows = cur.fetchmany(16384)
+        if not rows:
+            break
+        keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dims)
+        d = distances(metric, q, mat)
+        best_keys = np.concatenate([best_keys, keys])
+        best_d = np.concatenate([best_d, d])
+        if len(best_d) > k:
+            part = np.argpartition(best_d, k - 1)[:k]
+            best_keys, best_d = best_keys[part], best_d[part]
+    for dist, key in zip(best_d.tolist(), best_keys.tolist(), strict=True):
+        out.append((dist, key))
+    out.sort()
+    return out[:k]
+
+
+def _live_matching(conn: sqlite3.Connection, keys: list[int], where: str, params: list[Any]) -> set[int]:
+    if not keys:
+        return set()
+    sql = f"SELECT v.key FROM vectors v WHERE v.key IN (SELECT value FROM json_each(?)) AND {where}"
+    return {k for (k,) in conn.execute(sql, ["[" + ",".join(map(str, keys)) + "]", *params])}
+
+
+def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np.ndarray, k: int,
+           namespace: str | None, comp: Compiled | None, *, exact: bool = False) -> tuple[list[tuple[float, int]], Plan]:
+    """Top-k (distance, key) pairs, best first, using the cheapest path that meets the recall goal."""
+    metric, dims, index_id = row["metric"], row["dimensions"], row["id"]
+    if comp is not None and comp.never:
+        return [], Plan("empty", 0)
+    live = row["vector_count"]
+    if live == 0:
+        return [], Plan("empty", 0)
+    view = None
+    if not exact and row["ann_file"] is not None:
+        view = ann.open_view(index_dir / row["ann_file"], row)
+    restricted = namespace is not None or comp is not None
+    if view is None:
+        where, params = _cond(index_id, namespace, comp, drive=True)
+        return _exact(conn, metric, q, k, where, params, dims), Plan("exact")
+
+    max_key = row["ann_max_key"]
+    # Records newer than the file (the delta) are always searched exactly.
+    dwhere, dparams = _cond(index_id, namespace, comp, drive=False)
+    delta = _exact(conn, metric, q, k, f"v.key > ? AND {dwhere}", [max_key, *dparams], dims)
+
+    plan = Plan("hnsw")
+    pwhere, pparams = _cond(index_id, namespace, comp, drive=False)
+    if restricted:
+        cap = max(256, int(2 * math.sqrt(k * max(live, 1))))
+        cwhere, cparams = _cond(index_id, namespace, comp, drive=True)
+        n_c = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM vectors v WHERE {cwhere} LIMIT ?)",
+                           [*cparams, cap + 1]).fetchone()[0]
+        plan.candidates = n_c
+        if n_c <= cap:
+            plan.path = "exact"
+            return _exact(conn, metric, q, k, cwhere, cparams, dims), plan
+    nodes = max(row["ann_nodes"], 1)
+    alive_frac = max(nodes - row["ann_dead"], 1) / nodes
+    count = max(2 * k, 64) if restricted else int(math.ceil(k / alive_frac)) + 8
+    found: list[tuple[float, int]] = []
+    while True:
+        view.expansion_search = max(row["expansion_search"], count)
+        m = view.search(q, count, threads=1)
+        keys = [int(x) for x in m.keys]
+        plan.fetched = len(keys)
+        ok = _live_matching(conn, keys, pwhere, pparams)
+        found = [(float(d), key) for d, key in zip(m.distances.tolist(), keys, strict=True) if key in ok]
+        if len(found) >= k or len(keys) < count or count >= nodes:
+            break
+        if restricted:
+            frac = max(len(found) / max(len(keys), 1), 1.0 / nodes)
+            nxt = int(math.ceil(2 * k / frac))
+            count = max(count * 4, nxt)
+            if count > nodes // 2:
+                plan.path = "exact"
+                cwhere, cparams = _cond(index_id, namespace, comp, drive=True)
+                return _exact(conn, metric, q, k, cwhere, cparams, dims), plan
+        else:
+            count *= 4
+    if delta:
+        plan.path = "hnsw+exact-delta"
+    # usearch distances are only used to pick candidates; scores are recomputed exactly later.
+    merged = {key: d for d, key in found[: k * 2]}
+    for d, key in delta:
+        merged[key] = d
+    cand = list(merged)
+    return rescore(conn, row, q, cand, k), plan
+
+
+def rescore(conn: sqlite3.Connection, row: dict[str, Any], q: np.ndarray, keys: list[int], k: int) -> list[tuple[float, int]]:
+    if not keys:
+        return []
+    rows = conn.execute("SELECT key, vec FROM vectors WHERE key IN (SELECT value FROM json_each(?))",
+                        ["[" + ",".join(map(str, keys)) + "]"]).fetchall()
+    if not rows:
+        return []
+    mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), row["dimensions"])
+    d = distances(row["metric"], q, mat)
+    out = sorted(zip(d.tolist(), [r[0] for r in rows], strict=True))
+    return out[:k]
