@@ -18,6 +18,7 @@ class WriteResult:
     inserted: int = 0  # ids that did not exist before
     skipped: int = 0  # insert: records whose id already existed (kept unchanged)
     replaced: int = 0  # upsert: existing records replaced in full
+    unchanged: int = 0  # upsert: records identical to the stored ones (left alone)
     deleted: int = 0  # delete: ids that existed
     discarded: int = 0  # bad lines skipped with unparsable-behavior=discard
     errors: list[str] = field(default_factory=list)

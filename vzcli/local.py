@@ -218,9 +218,17 @@ class LocalBackend:
                 latest[rec.id] = rec
             chunk = list(latest.values())
             ids_json = orjson.dumps([r.id for r in chunk]).decode()
-            old = [k for (k,) in conn.execute(
-                "SELECT key FROM vectors WHERE index_id = ? AND id IN (SELECT value FROM json_each(?))",
-                (iid, ids_json))]
+            current = {vid: (key, ns, md, vec) for key, vid, ns, md, vec in conn.execute(
+                "SELECT key, id, namespace, metadata, vec FROM vectors WHERE index_id = ? AND id IN "
+                "(SELECT value FROM json_each(?))", (iid, ids_json))}
+            # A record identical to the stored one is left alone: re-running an upsert of the same
+            # file changes nothing but the mutation log (no key churn, no ANN tombstones).
+            same = {r.id for r in chunk if r.id in current and current[r.id][1:] ==
+                    (r.namespace, r.metadata_json, r.values.tobytes())}
+            if same:
+                chunk = [r for r in chunk if r.id not in same]
+                result.unchanged += len(same)
+            old = [current[r.id][0] for r in chunk if r.id in current]
             if old:
                 self._remove_keys(conn, row, old)
             removed = len(old)

@@ -93,7 +93,7 @@ def _write(name: str, file: str, batch_size: int, unparsable: Unparsable, json_:
     render.say(f"✅ Successfully enqueued {res.count} vectors into index '{name}' for {verb}.")
     if not State.remote:
         if upsert:
-            render.say(f"   {res.inserted} new, {res.replaced} replaced in full.")
+            render.say(f"   {res.inserted} new, {res.replaced} replaced in full, {res.unchanged} unchanged.")
         else:
             render.say(f"   {res.inserted} inserted, {res.skipped} skipped (id already present, kept unchanged).")
 
