@@ -42,9 +42,11 @@ def _new_index(row: dict[str, Any]) -> Any:
 
 
 def open_view(path: Path, row: dict[str, Any]) -> Any | None:
-    """Memory-map a published file for searching; None if it is missing or unreadable."""
+    """Memory-map a published file for searching; None if it is missing, truncated or unreadable."""
     from usearch.index import Index
 
+    if not file_ok(path, row):
+        return None
     try:
         idx = Index.restore(str(path), view=True, enable_key_lookups=False,
                             expansion_search=row["expansion_search"])
@@ -55,15 +57,58 @@ def open_view(path: Path, row: dict[str, Any]) -> Any | None:
     return idx
 
 
+_METRIC_KIND = {"cosine": "Cos", "euclidean": "L2sq", "dot-product": "IP"}
+_GRAPH_HEAD = 40  # usearch format v2: size, connectivity, connectivity_max_base, max_level, entry_slot (u64)
+_DENSE_HEAD = 64
+
+
 def file_ok(path: Path, row: dict[str, Any]) -> bool:
+    """Whether `path` is a whole usearch file for index `row`: header, metric, dtype and exact size.
+
+    usearch rejects most truncated files itself, but a file cut inside the node section can still
+    pass its checks, and mapping it can crash the reader. So the expected size is recomputed from
+    the levels array (2 bytes a node: cheap next to `restore`, which walks every node anyway).
+    """
     from usearch.index import Index
 
     try:
         meta = Index.metadata(str(path))
     except (ValueError, RuntimeError, OSError):
         return False
-    return bool(meta) and meta.get("dimensions") == row["dimensions"] and \
-        meta.get("count_present", -1) + meta.get("count_deleted", 0) >= 0
+    if not meta or meta.get("dimensions") != row["dimensions"]:
+        return False
+    if getattr(meta.get("kind_metric"), "name", None) != _METRIC_KIND.get(row["metric"]) or \
+            getattr(meta.get("kind_scalar"), "name", None) != row["dtype"].upper():
+        return False
+    if meta.get("matrix_uses_64_bit_dimensions") or not str(meta.get("version", "")).startswith("2.") or \
+            getattr(meta.get("kind_key"), "name", None) != "U64" or \
+            getattr(meta.get("kind_compressed_slot"), "name", None) != "U32":
+        return True  # a layout this check does not know: trust usearch's own checks
+    try:
+        return _size_ok(path)
+    except (OSError, ValueError):
+        return False
+
+
+def _size_ok(path: Path) -> bool:
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        rows, bpv = struct.unpack("<II", f.read(8))
+        g = 8 + rows * bpv + _DENSE_HEAD
+        f.seek(g)
+        head = f.read(_GRAPH_HEAD)
+        if len(head) != _GRAPH_HEAD:
+            return False
+        n, m, m0, max_level, entry = struct.unpack("<5Q", head)
+        if n != rows or not 0 < m <= m0 <= 4096 or max_level > 64 or (n and entry >= n):
+            return False
+        levels = np.frombuffer(f.read(2 * n), dtype=np.int16)
+    if len(levels) != n or (n and (levels.min() < 0 or levels.max() > max_level)):
+        return False
+    nodes = n * (10 + 4 + 4 * m0) + int(levels.astype(np.int64).sum()) * (4 + 4 * m)
+    return size == g + _GRAPH_HEAD + 2 * n + nodes
 
 
 def _fsync_dir(d: Path) -> None:
@@ -150,8 +195,8 @@ def needs_work(conn: sqlite3.Connection, row: dict[str, Any], store: Store) -> s
     """'rebuild', 'merge' or None for the index `row` (a dict of its catalog row)."""
     live = row["vector_count"]
     file = row["ann_file"]
-    if file is not None and not (store.index_dir(row["name"]) / file).exists():
-        return "rebuild"
+    if file is not None and not file_ok(store.index_dir(row["name"]) / file, row):
+        return "rebuild"  # missing, truncated or foreign: SQLite has everything to rebuild it
     churn = row["ann_dead"] + row["ann_tombstones"]
     if file is not None and churn > REBUILD_CHURN * max(live, 1) and churn >= 64:
         return "rebuild"
@@ -176,20 +221,24 @@ def maintain(store: Store, name: str, *, force: str | None = None, threads: int 
             action = force or needs_work(rc, row, store)
             if action is None:
                 return None
-            if action == "merge" and (row["ann_file"] is None or not (d / row["ann_file"]).exists()):
+            if action == "merge" and (row["ann_file"] is None or not file_ok(d / row["ann_file"], row)):
                 action = "rebuild"
             base_file = row["ann_file"]
             seq = row["last_mutation"] or 0
             dead = [k for (k,) in rc.execute("SELECT key FROM dead_keys WHERE index_id = ?", (row["id"],))]
-            if action == "rebuild":
-                from usearch.index import Index  # noqa: F401
+            if action == "merge":
+                from usearch.index import Index
 
+                try:
+                    idx = Index.restore(str(d / base_file), view=False, expansion_search=row["expansion_search"])
+                except (ValueError, RuntimeError, OSError):
+                    idx = None
+                if idx is None:
+                    action = "rebuild"  # unreadable despite a sane header: start over from SQLite
+            if action == "rebuild":
                 idx = _new_index(row)
                 start_key, nodes0, tomb = 0, 0, 0
             else:
-                from usearch.index import Index
-
-                idx = Index.restore(str(d / base_file), view=False, expansion_search=row["expansion_search"])
                 start_key, nodes0 = row["ann_max_key"], row["ann_nodes"]
                 removable = [k for k in dead if k <= start_key]
                 if removable:
