@@ -1,0 +1,93 @@
+"""`vz serve`: Cloudflare's Vectorize REST API v2 over the local store (uvicorn + vzcli.server)."""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from vzcli.cli import State, app, handled
+from vzcli.errors import UsageError
+
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command(rich_help_panel="Server")
+@handled
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. A non-loopback address needs "
+                                                         "--api-token."),
+    port: int = typer.Option(8788, "--port", min=0, max=65535, help="TCP port (0 picks a free one)."),
+    store: Path = typer.Option(None, "--store", help="Store directory (default: the global --store, "
+                                                     "$VZ_STORE, else ./.vz)."),
+    api_token: str = typer.Option(None, "--api-token", envvar="VZ_API_TOKEN", show_envvar=True,
+                                  help="Require `Authorization: Bearer <token>` (or `X-Auth-Key: <token>`) "
+                                       "on every request."),
+    access_log: bool = typer.Option(False, "--access-log/--no-access-log",
+                                    help="Log every request to stderr."),
+) -> None:
+    """Serve the store over Cloudflare's Vectorize REST API v2 (for wrangler, the SDK, curl).
+
+    Point clients at http://HOST:PORT/client/v4 (wrangler: CLOUDFLARE_API_BASE_URL; the cloudflare
+    SDK: base_url). Any account id is accepted. The OpenAPI document is at /client/v4/openapi.json.
+    Stops cleanly on Ctrl-C or SIGTERM, finishing the requests in flight.
+    """
+    import uvicorn
+
+    from vzcli.server import create_app
+    from vzcli.store import default_store_path
+
+    if not api_token and not is_loopback(host):
+        raise UsageError(f"refusing to serve on {host} without an API token: anyone who can reach it could "
+                         "read and change the store. Pass --api-token (or set VZ_API_TOKEN), or bind "
+                         "127.0.0.1")
+    path = store or State.store or default_store_path()
+    application = create_app(path, token=api_token or None)
+    config = uvicorn.Config(application, host=host, port=port, lifespan="on", access_log=access_log,
+                            log_level="info" if access_log else "warning", server_header=False,
+                            date_header=False, timeout_graceful_shutdown=30)
+    server = _make_server(config, store=Path(path), token=bool(api_token))
+    # uvicorn re-raises the signal that stopped it once it has shut down; with these handlers in
+    # place that re-raise is a no-op, so a clean stop exits 0 instead of dying by the signal.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not server.started:
+        raise typer.Exit(1)
+    sys.stderr.write("vz serve: stopped\n")
+
+
+def _make_server(config: Any, *, store: Path, token: bool) -> Any:
+    """uvicorn's Server, announcing the bound address (real port, also for --port 0) once it accepts."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if not self.started or not self.servers:
+                return
+            h, p = self.servers[0].sockets[0].getsockname()[:2]
+            shown = f"[{h}]" if ":" in h else h
+            auth = "token required" if token else "no auth"
+            sys.stderr.write(f"vz serve: listening on http://{shown}:{p} (store {store}, {auth})\n"
+                             f"vz serve: API base URL http://{shown}:{p}/client/v4\n")
+            sys.stderr.flush()
+
+    return Server(config)
