@@ -187,7 +187,8 @@ def merge_lock(d: Path, *, wait: bool):
 
 
 def delta_count(conn: sqlite3.Connection, index_id: int, max_key: int) -> int:
-    return conn.execute("SELECT count(*) FROM vectors WHERE key > ? AND index_id = ?",
+    # `+index_id`: walk the key range (the delta), not every row of the index
+    return conn.execute("SELECT count(*) FROM vectors WHERE key > ? AND +index_id = ?",
                         (max_key, index_id)).fetchone()[0]
 
 
@@ -246,7 +247,7 @@ def maintain(store: Store, name: str, *, force: str | None = None, threads: int 
                 tomb = row["ann_tombstones"] + len(removable)
             max_key = start_key
             added = 0
-            cur = rc.execute("SELECT key, vec FROM vectors WHERE key > ? AND index_id = ? ORDER BY key",
+            cur = rc.execute("SELECT key, vec FROM vectors WHERE key > ? AND +index_id = ? ORDER BY key",
                              (start_key, row["id"]))
             while True:
                 batch = cur.fetchmany(CHUNK)

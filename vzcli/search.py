@@ -48,10 +48,19 @@ class Plan:
     fetched: int = 0
 
 
-def _cond(index_id: int, namespace: str | None, comp: Compiled | None, *, drive: bool) -> tuple[str, list[Any]]:
-    parts, params = ["v.index_id = ?"], [index_id]
+def _cond(index_id: int, namespace: str | None, comp: Compiled | None, *, drive: bool,
+          by_key: bool = False) -> tuple[str, list[Any]]:
+    """WHERE conditions on `vectors v`.
+
+    `by_key`: the caller restricts `v.key` itself (a range or a key list), so the unary `+` keeps
+    SQLite from scanning the (index_id, namespace) index instead: that would cost O(index size).
+    With a metadata driver (`v.key IN (SELECT ... FROM mvals)`) the same holds.
+    """
+    plain = not by_key and not (drive and comp is not None and comp.drive_sql)
+    plus = "" if plain else "+"
+    parts, params = [f"{plus}v.index_id = ?"], [index_id]
     if namespace is not None:
-        parts.append("v.namespace = ?")
+        parts.append(f"{plus}v.namespace = ?")
         params.append(namespace)
     if comp is not None:
         w, p = comp.where(drive=drive)
@@ -110,11 +119,11 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
 
     max_key = row["ann_max_key"]
     # Records newer than the file (the delta) are always searched exactly.
-    dwhere, dparams = _cond(index_id, namespace, comp, drive=False)
+    dwhere, dparams = _cond(index_id, namespace, comp, drive=False, by_key=True)
     delta = _exact(conn, metric, q, k, f"v.key > ? AND {dwhere}", [max_key, *dparams], dims)
 
     plan = Plan("hnsw")
-    pwhere, pparams = _cond(index_id, namespace, comp, drive=False)
+    pwhere, pparams = _cond(index_id, namespace, comp, drive=False, by_key=True)
     if restricted:
         cap = max(256, int(2 * math.sqrt(k * max(live, 1))))
         cwhere, cparams = _cond(index_id, namespace, comp, drive=True)
