@@ -10,15 +10,21 @@ os.environ["_TYPER_FORCE_DISABLE_TERMINAL"] = "1"
 os.environ.pop("FORCE_COLOR", None)
 os.environ["NO_COLOR"] = "1"
 
+import functools  # noqa: E402
 import json  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
+import typer.testing  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from vzcli.cli import app  # noqa: E402
+
+# typer.testing rebuilds the whole click command tree on every invoke (~100 ms for vz's commands,
+# most of a test's time); the tree never changes within a session, so build it once per app.
+typer.testing._get_command = functools.cache(typer.testing._get_command)  # type: ignore[attr-defined]
 
 
 @pytest.fixture
