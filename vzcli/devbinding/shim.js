@@ -79,14 +79,16 @@ class VzVectorizeIndex extends WorkerEntrypoint {
 
   #queryBody(target, options) {
     const opts = { ...(options || {}) };
+    // Only a truthy returnMetadata is checked and mapped, exactly as workerd does: `false` goes out
+    // as is, and the service rejects it with 40026 locally as it does on Cloudflare.
     if (opts.returnMetadata) {
       if (typeof opts.returnMetadata !== "boolean" && !METADATA_LEVELS.includes(opts.returnMetadata)) {
         throw new Error(
           `Invalid returnMetadata option. Expected: true, false, "none", "indexed" or "all"; got: ${opts.returnMetadata}`,
         );
       }
-      // Legacy booleans, mapped as the binding maps them (REST itself rejects booleans).
-      if (typeof opts.returnMetadata === "boolean") opts.returnMetadata = opts.returnMetadata ? "all" : "none";
+      // The legacy boolean `true` means "all".
+      if (opts.returnMetadata === true) opts.returnMetadata = "all";
     }
     return JSON.stringify({ ...opts, ...target });
   }
