@@ -121,9 +121,9 @@ def complete_index(ctx: typer.Context, incomplete: str) -> list[str]:
         return []
 
 
-from vzcli.cli import demo, devbinding, indexes, metadata, serve, shell, vectors  # noqa: E402  (registers the commands)
+from vzcli.cli import demo, devbinding, doctor, indexes, metadata, serve, shell, vectors  # noqa: E402  (registers the commands)
 
-del demo, devbinding, indexes, metadata, serve, shell, vectors
+del demo, devbinding, doctor, indexes, metadata, serve, shell, vectors
 
 
 def main() -> None:
