@@ -41,10 +41,26 @@ def _new_index(row: dict[str, Any]) -> Any:
                  expansion_search=row["expansion_search"])
 
 
+_VIEWS: dict[tuple[str, int, int, int], Any] = {}
+_VIEWS_MAX = 8
+
+
 def open_view(path: Path, row: dict[str, Any]) -> Any | None:
-    """Memory-map a published file for searching; None if it is missing, truncated or unreadable."""
+    """Memory-map a published file for searching; None if it is missing, truncated or unreadable.
+
+    Published files are immutable (every publish writes a new name), so a long-running process
+    (vz serve) keeps its mappings open across queries, keyed by inode, size and mtime.
+    """
     from usearch.index import Index
 
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    cached = _VIEWS.get(key)
+    if cached is not None:
+        return cached
     if not file_ok(path, row):
         return None
     try:
@@ -54,6 +70,9 @@ def open_view(path: Path, row: dict[str, Any]) -> Any | None:
         return None
     if idx is None or idx.ndim != row["dimensions"]:
         return None
+    for old in [k for k in _VIEWS if k[0] == key[0]] + list(_VIEWS)[: max(0, len(_VIEWS) - _VIEWS_MAX + 1)]:
+        _VIEWS.pop(old, None)
+    _VIEWS[key] = idx
     return idx
 
 

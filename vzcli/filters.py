@@ -193,12 +193,17 @@ def extract(metadata: dict[str, Any] | None, prop: str) -> Any:
 
 @dataclass(slots=True)
 class Compiled:
-    """SQL conditions on `vectors v`, with parameters; `unindexed` lists properties with no metadata index."""
+    """SQL conditions on `vectors v`, with parameters; `unindexed` lists properties with no metadata index.
 
-    probe_sql: list[str] = field(default_factory=list)  # per-row EXISTS conditions
-    probe_params: list[Any] = field(default_factory=list)
-    drive_sql: str | None = None  # optional `v.key IN (SELECT ...)` to enumerate candidates from
-    drive_params: list[Any] = field(default_factory=list)
+    `probes` are per-row conditions, one per clause. The most selective positive clause also has a
+    *driver*, `SELECT m.key FROM mvals m WHERE ...`, an index range scan that enumerates candidates;
+    when the driver is used, its own probe is left out.
+    """
+
+    probes: list[tuple[str, list[Any]]] = field(default_factory=list)
+    driver: str | None = None
+    driver_params: list[Any] = field(default_factory=list)
+    driver_probe: int = -1  # index in `probes` of the clause the driver enumerates
     never: bool = False  # some clause can never match
     unindexed: list[str] = field(default_factory=list)
 
@@ -207,12 +212,21 @@ class Compiled:
             return "0", []
         parts: list[str] = []
         params: list[Any] = []
-        if drive and self.drive_sql:
-            parts.append(self.drive_sql)
-            params.extend(self.drive_params)
-        parts.extend(self.probe_sql)
-        params.extend(self.probe_params)
+        use_driver = drive and self.driver is not None
+        if use_driver:
+            parts.append(f"v.key IN ({self.driver})")
+            params.extend(self.driver_params)
+        for i, (sql, p) in enumerate(self.probes):
+            if use_driver and i == self.driver_probe:
+                continue
+            parts.append(sql)
+            params.extend(p)
         return (" AND ".join(parts) if parts else "1"), params
+
+    @property
+    def driver_only(self) -> bool:
+        """True when the driver alone decides membership (one clause): counts need no join."""
+        return self.driver is not None and len(self.probes) == 1 and not self.never
 
 
 _EXISTS = "EXISTS (SELECT 1 FROM mvals m WHERE m.key = v.key AND m.prop_id = ?{cond})"
@@ -241,16 +255,15 @@ def compile_filter(flt: Filter, meta_indexes: dict[str, tuple[int, str]]) -> Com
     drivers.sort(key=lambda d: d[0])
     for i, (_rank, dsql, dparams, psql, pparams) in enumerate(drivers):
         if i == 0 and dsql:
-            out.drive_sql, out.drive_params = dsql, dparams
-        out.probe_sql.append(psql)
-        out.probe_params.extend(pparams)
+            out.driver, out.driver_params, out.driver_probe = dsql, dparams, 0
+        out.probes.append((psql, pparams))
     return out
 
 
 def _compile_clause(c: Clause, pid: int, itype: str) -> tuple[int, str, list[Any], str, list[Any]] | None:
     """(rank, drive sql or "", drive params, probe sql, probe params), or None if it never matches."""
     ops = dict(c.ops)
-    drive = "v.key IN (SELECT m.key FROM mvals m WHERE m.prop_id = ?{cond})"
+    drive = "SELECT m.key FROM mvals m WHERE m.prop_id = ?{cond}"
     if "$eq" in ops:
         v = ops["$eq"]
         if v is None:

@@ -56,7 +56,7 @@ def _cond(index_id: int, namespace: str | None, comp: Compiled | None, *, drive:
     SQLite from scanning the (index_id, namespace) index instead: that would cost O(index size).
     With a metadata driver (`v.key IN (SELECT ... FROM mvals)`) the same holds.
     """
-    plain = not by_key and not (drive and comp is not None and comp.drive_sql)
+    plain = not by_key and not (drive and comp is not None and comp.driver)
     plus = "" if plain else "+"
     parts, params = [f"{plus}v.index_id = ?"], [index_id]
     if namespace is not None:
@@ -127,8 +127,13 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     if restricted:
         cap = max(256, int(2 * math.sqrt(k * max(live, 1))))
         cwhere, cparams = _cond(index_id, namespace, comp, drive=True)
-        n_c = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM vectors v WHERE {cwhere} LIMIT ?)",
-                           [*cparams, cap + 1]).fetchone()[0]
+        if namespace is None and comp is not None and comp.driver_only:
+            # one clause: count straight off the metadata index, no row lookups
+            n_c = conn.execute(f"SELECT count(*) FROM ({comp.driver} LIMIT ?)",
+                               [*comp.driver_params, cap + 1]).fetchone()[0]
+        else:
+            n_c = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM vectors v WHERE {cwhere} LIMIT ?)",
+                               [*cparams, cap + 1]).fetchone()[0]
         plan.candidates = n_c
         if n_c <= cap:
             plan.path = "exact"
@@ -138,7 +143,7 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     count = max(2 * k, 64) if restricted else int(math.ceil(k / alive_frac)) + 8
     found: list[tuple[float, int]] = []
     while True:
-        view.expansion_search = max(row["expansion_search"], count)
+        # usearch searches with ef = max(expansion_search, count): no need to mutate the shared view
         m = view.search(q, count, threads=1)
         keys = [int(x) for x in m.keys]
         plan.fetched = len(keys)
