@@ -23,6 +23,7 @@ from vzcli.errors import (
     DuplicateIndex,
     IndexNotFound,
     InvalidFilter,
+    InvalidVector,
     MetadataIndexError,
     QueryDimensionMismatch,
     TopKTooLarge,
@@ -402,8 +403,8 @@ class LocalBackend:
         if namespace is not None:
             try:
                 check_namespace(namespace)
-            except Exception as e:
-                raise UsageError(str(e)) from None
+            except InvalidVector as e:  # keep its code (40010), as the README documents
+                raise UsageError(e.message, code=e.code) from None
         with self.store.read() as conn:
             row = _row(conn, name)
             assert conn is not None
