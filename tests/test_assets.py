@@ -216,3 +216,17 @@ def test_pagination_example_pages_through_every_id(vz: Callable, store: Path) ->
                        env=shell_env(store), timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == sorted(ids)
+
+
+def test_the_wheel_ships_every_generated_file_where_shells_and_man_look() -> None:
+    import tomllib
+
+    shared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"][
+        "shared-data"]
+    assert shared == {
+        "completions/bash/vz": "share/bash-completion/completions/vz",
+        "completions/zsh/_vz": "share/zsh/site-functions/_vz",
+        "completions/fish/vz.fish": "share/fish/vendor_completions.d/vz.fish",
+        "man/vz.1": "share/man/man1/vz.1",
+    }
+    assert all((ROOT / src).stat().st_size > 0 for src in shared)
