@@ -286,6 +286,7 @@ class VzApp:
         while True:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
+                await run_in_threadpool(_warm_up)
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
@@ -454,6 +455,14 @@ class VzApp:
         prop = _field(body, "propertyName", (str,), "a string", required=True)
         res = await self.call(lambda b: b.delete_metadata_index(name, prop))
         return {"mutationId": res["mutationId"]}
+
+
+def _warm_up() -> None:
+    """Import what the first query needs (numpy, usearch, the planner) before accepting requests."""
+    import vzcli.filters
+    import vzcli.local
+    import vzcli.ndjson
+    import vzcli.search  # noqa: F401
 
 
 def create_app(store: str | Path | None = None, *, token: str | None = None) -> VzApp:
