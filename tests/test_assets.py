@@ -70,6 +70,9 @@ def test_completion_rejects_an_unknown_shell(vz: Callable) -> None:
 @pytest.mark.parametrize("shell", sorted(SHELL_FILES))
 def test_scripts_are_typers_runtime_shims(shell: str) -> None:
     """The scripts are what `_VZ_COMPLETE=source_SHELL vz` prints (zsh: plus autoload support)."""
+    from typer.completion import completion_init
+
+    completion_init()  # what vzcli.cli.shell does on import in a process started with _VZ_COMPLETE
     r = CliRunner().invoke(app, [], prog_name="vz", env={"_VZ_COMPLETE": f"source_{shell}"})
     assert r.exit_code == 0, r.stderr
     runtime = r.stdout.strip()

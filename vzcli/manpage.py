@@ -262,9 +262,9 @@ def render(cli: Any) -> str:
     out += [".PP", "The store directory is \\fB\\-\\-store\\fR, else \\fB$VZ_STORE\\fR, else \\fI.vz\\fR "
             "in the current directory; it is created on the first write."]
     out.append(".SH EXAMPLES")
-    for text, code in EXAMPLES:
+    for text, example in EXAMPLES:
         out += [".PP", _line(esc(text)), ".PP", ".RS 4", ".nf"]
-        out += [_line(esc(x)) for x in code.splitlines()]
+        out += [_line(esc(x)) for x in example.splitlines()]
         out += [".fi", ".RE"]
     out += [".SH SEE ALSO", esc(SEE_ALSO)]
     return "\n".join(out) + "\n"

@@ -8,22 +8,23 @@ man/vz.1 are written by scripts/gen_assets.py from the functions below.
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 
 import typer
 
-# Typer registers its completion classes only when the app adds --install-completion, which vz
-# does not (`vz completion` replaces it). Without them `_VZ_COMPLETE=complete_bash vz` answers
-# "Shell bash not supported", so register them for the shims to work.
-from typer._completion_shared import get_completion_script
-from typer.completion import completion_init
-
 from vzcli.cli import app
-
-completion_init()
 
 PROG = "vz"
 COMPLETE_VAR = "_VZ_COMPLETE"
+
+if os.environ.get(COMPLETE_VAR):
+    # A completion request from a shim. Typer registers its completion classes only when the app
+    # adds --install-completion, which vz does not (`vz completion` replaces it); without them the
+    # request fails with "Shell bash not supported". Only these requests pay for the import.
+    from typer.completion import completion_init
+
+    completion_init()
 
 
 class Shell(str, Enum):
@@ -48,6 +49,8 @@ fi"""
 
 def completion_script(shell: str) -> str:
     """The completion script for `shell` (bash, zsh or fish), ending with a newline."""
+    from typer._completion_shared import get_completion_script  # what Typer's --show-completion uses
+
     script = get_completion_script(prog_name=PROG, complete_var=COMPLETE_VAR, shell=shell)
     if shell == Shell.zsh.value:
         if not script.rstrip().endswith(_ZSH_REGISTER):
