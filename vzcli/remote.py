@@ -418,7 +418,9 @@ class RemoteBackend:
             body["namespace"] = namespace
         if filter is not None:
             body["filter"] = filter
-        return self._call("POST", name, "/query", json=body)  # type: ignore[no-any-return]
+        env = self._call("POST", name, "/query", json=body, envelope=True)
+        _forward(env, warn)  # e.g. vz serve's "filter property has no metadata index"
+        return env.get("result")  # type: ignore[no-any-return]
 
     # --- metadata indexes -----------------------------------------------------------------------
     def create_metadata_index(self, name: str, property_name: str, index_type: str, *, backfill: bool = False,
@@ -431,13 +433,14 @@ class RemoteBackend:
             for m in self.list_metadata_indexes(name)["metadataIndexes"]:
                 if m.get("propertyName") == property_name and m.get("indexType") == index_type:
                     return {"mutationId": None, "created": False}
-        res = self._call("POST", name, "/metadata_index/create",
+        env = self._call("POST", name, "/metadata_index/create", envelope=True,
                          json={"propertyName": property_name, "indexType": index_type})
-        count = self.info(name).get("vectorCount", 0)
-        if count:
-            warn(f"{count} existing vector(s) in {name!r} are not covered by the new metadata index on "
-                 f"{property_name!r}: they stay unfilterable on it until re-upserted.")
-        return {"mutationId": res["mutationId"], "created": True}
+        if not _forward(env, warn):  # Cloudflare says nothing about the vectors the new index misses
+            count = self.info(name).get("vectorCount", 0)
+            if count:
+                warn(f"{count} existing vector(s) in {name!r} are not covered by the new metadata index on "
+                     f"{property_name!r}: they stay unfilterable on it until re-upserted (as on Cloudflare).")
+        return {"mutationId": env["result"]["mutationId"], "created": True}
 
     def list_metadata_indexes(self, name: str) -> dict[str, Any]:
         res = self._call("GET", name, "/metadata_index/list") or {}
@@ -449,6 +452,14 @@ class RemoteBackend:
             return {"mutationId": None, "deleted": False}
         res = self._call("POST", name, "/metadata_index/delete", json={"propertyName": property_name})
         return {"mutationId": res["mutationId"], "deleted": True}
+
+
+def _forward(env: dict[str, Any], warn: Callable[[str], None]) -> int:
+    """Pass the envelope's `messages` to `warn`; returns how many there were."""
+    msgs = [m.get("message") for m in env.get("messages") or [] if isinstance(m, dict) and m.get("message")]
+    for m in msgs:
+        warn(str(m))
+    return len(msgs)
 
 
 def _envelope(raw: bytes) -> Any:
