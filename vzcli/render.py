@@ -88,15 +88,17 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
 class Progress:
     """A progress bar on stderr, shown only when stderr is a TTY and the work is large."""
 
-    def __init__(self, total: int | None, description: str, *, min_total: int = 5_000_000) -> None:
+    def __init__(self, total: int | None, description: str, *, min_total: int = 5_000_000,
+                 unit: str = "bytes") -> None:
         self._bar: Any = None
         self._task: Any = None
         if _quiet or total is None or total < min_total or not sys.stderr.isatty():
             return
-        from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, TimeRemainingColumn
         from rich.progress import Progress as RichProgress
 
-        self._bar = RichProgress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+        done = DownloadColumn() if unit == "bytes" else MofNCompleteColumn()  # else a count of records
+        self._bar = RichProgress("[progress.description]{task.description}", BarColumn(), done,
                                  TimeRemainingColumn(), console=_console(stderr=True), transient=True)
         self._task = self._bar.add_task(description, total=total)
 
