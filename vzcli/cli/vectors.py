@@ -297,13 +297,14 @@ def list_vectors(
 ) -> None:
     """List vector identifiers in a Vectorize index, in a stable order, page by page."""
     backend = State.backend()
+    if count is not None and not 1 <= count <= limits.LIST_COUNT_MAX:
+        # before --all, which would otherwise take a page size of 0 as the default
+        raise UsageError(f"--count must be between 1 and {limits.LIST_COUNT_MAX}, got {count}", code=40051)
     if all_:
         if cursor is not None:
             raise usage("--all walks every page itself; it does not take --cursor")
         render.ndjson_out({"id": i} for i in backend.iter_ids(name, page=count or limits.LIST_COUNT_MAX))
         return
-    if count is not None and not 1 <= count <= limits.LIST_COUNT_MAX:
-        raise usage(f"--count must be between 1 and {limits.LIST_COUNT_MAX}, got {count}")
     res = backend.list_vectors(name, count=count or limits.LIST_COUNT_DEFAULT, cursor=cursor)
     if json_:
         render.json_out(res)
@@ -328,18 +329,31 @@ def export(
     """Export every vector as NDJSON ({id, values, namespace?, metadata}) that insert and upsert accept."""
     import orjson
 
-    records: Iterator[dict[str, Any]] = State.backend().export(name, namespace=namespace)
-    if output == "-":
-        render.ndjson_out(records)
-        return
-    tmp = Path(output).with_name(f".{Path(output).name}.tmp-{os.getpid()}")
-    n = 0
-    try:
-        with open(tmp, "wb") as f:
-            for rec in records:
-                f.write(orjson.dumps(rec) + b"\n")
-                n += 1
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
+    backend = State.backend()
+    # a progress bar only on a terminal: its total costs an info call (one request in remote mode)
+    total = backend.info(name)["vectorCount"] if sys.stderr.isatty() and not render.is_quiet() else None
+    with render.Progress(total, f"Exporting {name}", min_total=10_000, unit="vectors") as progress:
+        records = _counted(backend.export(name, namespace=namespace), progress)
+        if output == "-":
+            render.ndjson_out(records)
+            return
+        tmp = Path(output).with_name(f".{Path(output).name}.tmp-{os.getpid()}")
+        n = 0
+        try:
+            with open(tmp, "wb") as f:
+                for rec in records:
+                    f.write(orjson.dumps(rec) + b"\n")
+                    n += 1
+            os.replace(tmp, output)
+        finally:
+            tmp.unlink(missing_ok=True)
     render.hint(f"Exported {n} vectors from '{name}' to {output}")
+
+
+def _counted(records: Iterator[dict[str, Any]], progress: render.Progress) -> Iterator[dict[str, Any]]:
+    n = 0
+    for n, rec in enumerate(records, 1):
+        yield rec
+        if n % 1000 == 0:
+            progress.update(n)
+    progress.update(n)
