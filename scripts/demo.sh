@@ -9,4 +9,5 @@ if [ ! -x .venv/bin/vz ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e .
 fi
+.venv/bin/python -m compileall -q vzcli >/dev/null  # fast start even under PYTHONDONTWRITEBYTECODE
 exec .venv/bin/vz demo "$@"

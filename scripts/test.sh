@@ -9,6 +9,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
+# byte-compile once: environments that set PYTHONDONTWRITEBYTECODE would otherwise recompile vz on every run
+.venv/bin/python -m compileall -q vzcli >/dev/null
 if [ -f tests/interop/package.json ] && command -v npm >/dev/null 2>&1; then
   (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
 fi
