@@ -32,7 +32,7 @@ ENVIRONMENT: dict[str, str] = {
                        "Default: 60. Readers never wait.",
     "VZ_MERGE_THRESHOLD": "Number of records written since the HNSW file was built (the delta) that "
                           "makes a writer merge them into a new file. Default: 2000.",
-    "VZ_API_TOKEN": "vz serve: the bearer token clients must send (Authorization: Bearer TOKEN).",
+    "VZ_API_TOKEN": "vz serve: the token every request must carry, as --api-token.",
     "VZ_DEBUG": "When set, an internal error prints its Python traceback instead of a one-line message.",
     "NO_COLOR": "When set, no colour in human output (JSON output never has colour).",
     "CLOUDFLARE_ACCOUNT_ID": "Remote mode: the Cloudflare account that owns the indexes.",
@@ -85,6 +85,12 @@ EXAMPLES: list[tuple[str, str]] = [
     ("Install shell completion for the current user (bash):",
      "vz completion bash > ~/.local/share/bash-completion/completions/vz"),
 ]
+
+# The page lists wrangler's `vectorize` commands first, in the order of its docs; vz's own commands
+# (and any command not named here) follow in alphabetical order.
+WRANGLER_ORDER = ("create", "delete", "get", "list", "info", "insert", "upsert", "query", "get-vectors",
+                  "delete-vectors", "list-vectors", "create-metadata-index", "list-metadata-index",
+                  "delete-metadata-index")
 
 SEE_ALSO = "wrangler(1); https://developers.cloudflare.com/vectorize/"
 
@@ -245,7 +251,11 @@ def render(cli: Any) -> str:
         *_params(cli, ctx),
         ".SH COMMANDS",
     ]
-    for leaf in leaves(cli):
+    def page_order(leaf: Leaf) -> tuple[int, tuple[str, ...]]:
+        name = leaf.path[0]
+        return (WRANGLER_ORDER.index(name) if name in WRANGLER_ORDER else len(WRANGLER_ORDER), leaf.path)
+
+    for leaf in sorted(leaves(cli), key=page_order):
         out += [f'.SS "{esc(" ".join(leaf.path))}"', _synopsis(leaf), ".PP"]
         for para in _paragraphs(leaf.command.help or ""):
             out += [para, ".PP"]

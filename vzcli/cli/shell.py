@@ -61,7 +61,7 @@ def completion_script(shell: str) -> str:
 
 @app.command("completion")
 def completion(
-    shell: Shell = typer.Argument(..., help="The shell to print the script for.", show_choices=True),
+    shell: Shell = typer.Argument(..., help="The shell to print the script for: bash, zsh or fish.", show_choices=True),
 ) -> None:
     """Print the shell completion script (commands, options and index names).
 
