@@ -26,6 +26,7 @@ VENV_BIN = str(Path(sys.executable).parent)  # where the `vz` console script of 
 
 def shell_env(store: Path) -> dict[str, str]:
     """The environment a real shell gets: this environment's `vz` first on PATH, the test's store."""
+    assert (Path(VENV_BIN) / "vz").exists(), f"no vz console script in {VENV_BIN}: pip install -e ."
     env = {k: v for k, v in os.environ.items() if not k.startswith(("_VZ", "_TYPER", "VZ_"))}
     env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
     env["VZ_STORE"] = str(store)
