@@ -31,6 +31,7 @@ from vzcli.errors import (
     UsageError,
     VectorNotFound,
 )
+from vzcli.filters import extract, to_index_value  # light: no numpy
 from vzcli.store import Store, now_iso
 
 Warn = Callable[[str], None]
@@ -206,11 +207,10 @@ class LocalBackend:
 
     def _apply(self, conn: sqlite3.Connection, row: dict[str, Any], props: dict[str, tuple[int, str]],
                chunk: list[Any], upsert: bool, result: WriteResult) -> None:
-        from vzcli.filters import extract, to_index_value
-
         iid = row["id"]
         n_read = len(chunk)
         removed = 0
+        kept: list[tuple[Any, int]] = []  # (record, key) of identical records left in place
         if upsert:
             # last occurrence wins within the chunk; earlier chunks were already applied in order
             latest: dict[str, Any] = {}
@@ -227,6 +227,7 @@ class LocalBackend:
             same = {r.id for r in chunk if r.id in current and current[r.id][1:] ==
                     (r.namespace, r.metadata_json, r.values.tobytes())}
             if same:
+                kept = [(r, current[r.id][0]) for r in chunk if r.id in same]
                 chunk = [r for r in chunk if r.id not in same]
                 result.unchanged += len(same)
             old = [current[r.id][0] for r in chunk if r.id in current]
@@ -234,6 +235,9 @@ class LocalBackend:
                 self._remove_keys(conn, row, old)
             removed = len(old)
         mv: list[tuple[int, Any, int]] = []
+        # A kept record may predate a metadata index; an upsert must still make it filterable on it.
+        for rec, key in kept:
+            _index_values(props, rec, key, mv)
         sql = "INSERT INTO vectors(index_id, id, namespace, metadata, vec) VALUES (?,?,?,?,?)"
         if not upsert:
             sql += " ON CONFLICT(index_id, id) DO NOTHING"
@@ -243,12 +247,7 @@ class LocalBackend:
             if cur.rowcount == 0:
                 continue
             new += 1
-            key = cur.lastrowid
-            if props and rec.metadata:
-                for prop, (pid, itype) in props.items():
-                    iv = to_index_value(extract(rec.metadata, prop), itype)
-                    if iv is not None:
-                        mv.append((pid, iv, key))
+            _index_values(props, rec, cur.lastrowid, mv)
         if mv:
             conn.executemany("INSERT OR IGNORE INTO mvals(prop_id, val, key) VALUES (?,?,?)", mv)
         result.count += n_read
@@ -544,6 +543,15 @@ def check_query_options(top_k: Any, return_values: bool, return_metadata: str) -
                 f"{int(top_k)}; for a top K up to {limits.TOPK_MAX}, retry with returnValues=false and returnMetadata=indexed")
     elif top_k > limits.TOPK_MAX:
         raise TopKTooLarge(f"max top K is {limits.TOPK_MAX}, but got {int(top_k)}")
+
+
+def _index_values(props: dict[str, tuple[int, str]], rec: Any, key: int, out: list[tuple[int, Any, int]]) -> None:
+    """Append the (metadata index, value, key) rows of record `rec` stored under `key`."""
+    if props and rec.metadata:
+        for prop, (pid, itype) in props.items():
+            iv = to_index_value(extract(rec.metadata, prop), itype)
+            if iv is not None:
+                out.append((pid, iv, key))
 
 
 def _check_id_arg(vid: Any) -> None:
