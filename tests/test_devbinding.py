@@ -258,7 +258,7 @@ NDJSON_HEADERS = {**JSON_HEADERS, "content-type": "application/x-ndjson"}
 def test_shim_maps_every_method_onto_the_rest_api(tmp_path):
     matches = {"count": 1, "matches": [{"id": "a", "score": 0.5}]}
     mutation = {"mutationId": "11111111-2222-4333-8444-555555555555"}
-    calls = [
+    calls: list[dict[str, Any]] = [
         {"binding": "VECTORIZE", "method": "describe", "args": []},
         {"binding": "VECTORIZE", "method": "query", "args": [[1, 0.5, 0.25], {"topK": 3, "returnMetadata": True}],
          "typed": "f32"},
@@ -310,7 +310,7 @@ def test_shim_maps_every_method_onto_the_rest_api(tmp_path):
 
 
 def test_shim_throws_errors_as_the_binding_does(tmp_path):
-    calls = [
+    calls: list[dict[str, Any]] = [
         {"binding": "VECTORIZE", "method": "query", "args": [[1, 2]]},
         {"binding": "VECTORIZE", "method": "queryById", "args": ["nope"]},
         {"binding": "VECTORIZE", "method": "insert", "args": [[{"id": "a", "values": [1]}]]},

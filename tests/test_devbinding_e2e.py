@@ -47,21 +47,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def run_cli(store: Path, *args: Any, input: str | None = None) -> Any:
+    """`vz --store STORE ARGS` in-process: the CLI's view of the store vz serve is serving."""
+    r = CliRunner().invoke(app, ["--store", str(store), *map(str, args)], input=input, prog_name="vz")
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return r
+
+
 @dataclass
 class Stack:
     app_url: str
     store: Path
     root: Path
-    wrangler: subprocess.Popen  # type: ignore[type-arg]
+    wrangler: subprocess.Popen[bytes]
 
-    def cli(self, *args: str, input: str | None = None) -> Any:
-        """`vz --store STORE ARGS` in-process: the CLI's view of the store vz serve is serving."""
-        r = CliRunner().invoke(app, ["--store", str(self.store), *map(str, args)], input=input, prog_name="vz")
-        if r.exception is not None and not isinstance(r.exception, SystemExit):
-            raise r.exception
-        return r
+    def cli(self, *args: Any, input: str | None = None) -> Any:
+        return run_cli(self.store, *args, input=input)
 
-    def cli_json(self, *args: str) -> Any:
+    def cli_json(self, *args: Any) -> Any:
         r = self.cli(*args, "--json")
         assert r.exit_code == 0, r.stderr
         return json.loads(r.stdout)
@@ -125,7 +129,7 @@ def wait_for_app(stack: Stack, deadline: float) -> None:
     raise RuntimeError(f"wrangler dev did not serve the app within {STARTUP_DEADLINE}s ({last}):\n{stack.logs()}")
 
 
-def stop_group(proc: subprocess.Popen, timeout: float = 15.0) -> None:  # type: ignore[type-arg]
+def stop_group(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
     """SIGTERM wrangler's whole process group (workerd included), then SIGKILL what is left."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
@@ -150,13 +154,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base_url, server = start_server(store, token=TOKEN)
     proc = None
     try:
-        stack = Stack(app_url="", store=store, root=root, wrangler=None)  # type: ignore[arg-type]
-        assert stack.cli("create", DOCS, "--dimensions", "3", "--metric", "cosine").exit_code == 0
-        assert stack.cli("create-metadata-index", DOCS, "--property-name", "genre", "--type", "string").exit_code == 0
-        assert stack.cli("create", OTHER, "--dimensions", "4", "--metric", "euclidean").exit_code == 0
+        assert run_cli(store, "create", DOCS, "--dimensions", "3", "--metric", "cosine").exit_code == 0
+        assert run_cli(store, "create-metadata-index", DOCS, "--property-name", "genre",
+                       "--type", "string").exit_code == 0
+        assert run_cli(store, "create", OTHER, "--dimensions", "4", "--metric", "euclidean").exit_code == 0
         shim = root / "shim"
-        r = stack.cli("dev-binding", f"VECTORIZE={DOCS}", f"OTHER={OTHER}", f"MISSING={MISSING}", "--out", shim,
-                      "--url", base_url, "--api-token", TOKEN, "--json")
+        r = run_cli(store, "dev-binding", f"VECTORIZE={DOCS}", f"OTHER={OTHER}", f"MISSING={MISSING}",
+                    "--out", shim, "--url", base_url, "--api-token", TOKEN, "--json")
         assert r.exit_code == 0, r.stderr
         app_dir = root / "app"  # a copy: wrangler writes .wrangler/ next to the config
         shutil.copytree(APP, app_dir)
