@@ -191,6 +191,10 @@ def test_every_command_prints_the_same_json(both: Both, vz: Any, tmp_path: Path)
     both("list", "--json")
 
 
+def test_demo_builds_and_queries_the_same(both: Both) -> None:
+    both("demo", "--json")  # 240 records of 384 dimensions, 2 metadata indexes, 6 filtered queries
+
+
 def test_optimize_is_local_only(both: Both, vz: Any) -> None:
     """The one documented difference: Cloudflare maintains its indexes itself."""
     both("create", "idx", "--dimensions", "2", "--metric", "cosine", "--json")

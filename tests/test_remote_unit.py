@@ -235,6 +235,13 @@ def test_retries_are_bounded(rb: RemoteBackend, api: FakeAPI, sleeps: list[float
     assert len(sleeps) == 3 and all(0 <= s <= 0.5 * 2 ** i for i, s in enumerate(sleeps))
 
 
+def test_x_should_retry_false_stops_retries(rb: RemoteBackend, api: FakeAPI) -> None:
+    api.script.append(fail(503, 2001, "down for good", {"x-should-retry": "false"}))
+    with pytest.raises(errors.RemoteError) as e:
+        rb.info("idx")
+    assert e.value.message == "down for good" and len(api.requests) == 1
+
+
 def test_non_json_5xx_is_reported_after_retries(rb: RemoteBackend, api: FakeAPI) -> None:
     api.script += [(502, b"<html>bad gateway</html>", {})] * 4
     with pytest.raises(errors.RemoteError) as e:
@@ -304,6 +311,12 @@ def test_discard_skips_bad_lines_and_reports_them(rb: RemoteBackend, api: FakeAP
     assert (res.count, res.discarded, sorted(api.vectors)) == (1, 2, ["a"])
     assert res.errors[0].startswith("f:2: ") and res.errors[1].startswith("f:3: ")
     assert api.requests[-1]["path"] == f"{PREFIX}/idx/insert?unparsable-behavior=discard"
+
+
+def test_every_line_discarded_sends_nothing(rb: RemoteBackend, api: FakeAPI) -> None:
+    res = rb.upsert("idx", io.BytesIO(b"nope\n[1]\n"), discard=True)
+    assert (res.count, res.discarded, res.mutation_id) == (0, 2, None)
+    assert [r["method"] for r in api.requests] == ["GET"]
 
 
 def test_empty_input_is_an_error(rb: RemoteBackend) -> None:

@@ -9,6 +9,7 @@ get_by_ids, 100 per delete_by_ids) and are retried with exponential backoff and 
 
 from __future__ import annotations
 
+import functools
 import http.client
 import io
 import os
@@ -113,6 +114,10 @@ class _Segment(io.RawIOBase):
         return data
 
 
+def _segment(f: IO[bytes], start: int, length: int) -> tuple[_Segment, int]:
+    return _Segment(f, start, length), length
+
+
 class RemoteBackend:
     """Vectorize over Cloudflare's REST API (or anything speaking it, such as `vz serve`)."""
 
@@ -161,7 +166,7 @@ class RemoteBackend:
         return url
 
     def _call(self, method: str, name: str | None, tail: str = "", *, params: dict[str, Any] | None = None,
-              json: Any = None, body: Callable[[], tuple[IO[bytes], int]] | None = None,
+              json: Any = None, body: Callable[[], tuple[Any, int]] | None = None,
               envelope: bool = False) -> Any:
         """One API call: the envelope's `result`, or the typed error; retried on 429, 5xx and lost connections.
 
@@ -183,11 +188,13 @@ class RemoteBackend:
                 hdrs["Content-Length"] = str(length)
             req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
             retry_after: str | None = None
+            should_retry = True
             try:
                 with self._opener.open(req, timeout=self.timeout) as resp:
                     status, raw = resp.status, resp.read()
             except urllib.error.HTTPError as e:
                 status, retry_after = e.code, e.headers.get("Retry-After")
+                should_retry = (e.headers.get("x-should-retry") or "").lower() != "false"
                 try:
                     raw = e.read()
                 finally:
@@ -202,7 +209,8 @@ class RemoteBackend:
                 raise RemoteError(f"cannot reach {self.base_url}: {reason}", code=NETWORK_ERROR, status=502) from None
             env = _envelope(raw)
             code = _first_code(env)
-            if (status == 429 or status >= 500 or code in _RETRY_CODES) and attempt < self.retries:
+            retryable = status == 429 or status >= 500 or code in _RETRY_CODES
+            if retryable and should_retry and attempt < self.retries:
                 self._sleep(self._delay(attempt, retry_after))
                 attempt += 1
                 continue
@@ -233,7 +241,7 @@ class RemoteBackend:
         if description is not None:
             body["description"] = description
         try:
-            return self._call("POST", None, json=body)  # type: ignore[no-any-return]
+            return self._call("POST", None, json=body)
         except DuplicateIndex:
             if not if_not_exists:
                 raise
@@ -262,7 +270,7 @@ class RemoteBackend:
                 return out
 
     def get_index(self, name: str) -> dict[str, Any]:
-        return self._call("GET", name)  # type: ignore[no-any-return]
+        return self._call("GET", name)
 
     def delete_index(self, name: str, *, if_exists: bool = False) -> bool:
         try:
@@ -274,7 +282,7 @@ class RemoteBackend:
         return True
 
     def info(self, name: str) -> dict[str, Any]:
-        return self._call("GET", name, "/info")  # type: ignore[no-any-return]
+        return self._call("GET", name, "/info")
 
     def optimize(self, name: str) -> dict[str, Any]:
         raise UsageError("optimize is local-only: Cloudflare maintains its indexes itself; "
@@ -313,8 +321,7 @@ class RemoteBackend:
                 return result
             params = {"unparsable-behavior": "discard"} if discard else None
             for start, length, n in batches:
-                res = self._call("POST", name, tail, params=params,
-                                 body=lambda s=start, ln=length: (_Segment(tmp, s, ln), ln))  # type: ignore[misc]
+                res = self._call("POST", name, tail, params=params, body=functools.partial(_segment, tmp, start, length))
                 result.mutation_id = res["mutationId"]
                 result.count += n
                 if on_progress:
@@ -364,7 +371,7 @@ class RemoteBackend:
 
     def list_vectors(self, name: str, *, count: int = limits.LIST_COUNT_DEFAULT,
                      cursor: str | None = None) -> dict[str, Any]:
-        return self._call("GET", name, "/list", params={"count": count, "cursor": cursor})  # type: ignore[no-any-return]
+        return self._call("GET", name, "/list", params={"count": count, "cursor": cursor})
 
     def iter_ids(self, name: str, page: int = 1000) -> Iterator[str]:
         """Every id, page by page, following nextCursor."""
@@ -387,7 +394,8 @@ class RemoteBackend:
         the namespace filter is applied here, since the API cannot list by namespace.
         """
         self.info(name)  # fail fast (IndexNotFound) before the first line is written
-        with ThreadPoolExecutor(EXPORT_WORKERS) as pool:
+        pool = ThreadPoolExecutor(EXPORT_WORKERS)
+        try:
             for ids in self._id_pages(name, EXPORT_PAGE):
                 parts = pool.map(lambda p: self._call("POST", name, "/get_by_ids", json={"ids": p}) or [],
                                  _chunks(ids, limits.GET_BY_IDS_MAX))
@@ -400,6 +408,8 @@ class RemoteBackend:
                     if v.get("namespace") is not None:
                         obj["namespace"] = v["namespace"]
                     yield obj
+        finally:  # a reader that stops early (| head) must not wait for queued requests
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def query(self, name: str, *, vector: list[float] | None = None, vector_id: str | None = None,
               top_k: int = limits.TOPK_DEFAULT, return_values: bool = False, return_metadata: str = "none",
@@ -420,7 +430,7 @@ class RemoteBackend:
             body["filter"] = filter
         env = self._call("POST", name, "/query", json=body, envelope=True)
         _forward(env, warn)  # e.g. vz serve's "filter property has no metadata index"
-        return env.get("result")  # type: ignore[no-any-return]
+        return env.get("result")
 
     # --- metadata indexes -----------------------------------------------------------------------
     def create_metadata_index(self, name: str, property_name: str, index_type: str, *, backfill: bool = False,
