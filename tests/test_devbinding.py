@@ -22,6 +22,11 @@ SHIM_TEMPLATE = resources.files("vzcli.devbinding").joinpath("shim.js").read_tex
 IMPORT_LINE = 'import { WorkerEntrypoint } from "cloudflare:workers";'
 
 
+@pytest.fixture(autouse=True)
+def _no_token_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VZ_API_TOKEN", raising=False)  # --api-token's env var
+
+
 def jsonc(text: str) -> Any:
     """The generated config has only whole-line `//` comments (no comment markers inside strings)."""
     return json.loads("\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//")))
