@@ -1,0 +1,247 @@
+"""Side by side: vz (library, CLI, HTTP) against chromadb, LanceDB, Qdrant local, sqlite-vec and raw usearch.
+
+Usage::
+
+    bench/setup_peers.sh                                   # once: the bench-only venv bench/.venv
+    .venv/bin/python bench/compare.py --sizes 100000x384,100000x768
+    .venv/bin/python bench/compare.py --quick              # 10000x384, 50 queries (a few minutes)
+    .venv/bin/python bench/compare.py --tools vz-lib,usearch,chromadb --sizes 20000x384
+
+Every tool runs in its own child process (bench/peers/runner.py) on the same seeded clustered
+data (bench/datagen.py) and the same fresh queries, one query at a time (single client, no
+batching): ingest rate (the tool's whole ingest: rows + index), query latency p50/p99 and QPS,
+recall@10 against exact search, filtered queries (``n < limit``) latency and recall against
+exact search over the matching rows, disk size, and the child's peak RSS (``ru_maxrss``; every
+child loads the N x D float32 array, the same baseline for all). HNSW tools are swept over ef
+(LanceDB over nprobes/ef), so tools can be compared at equal recall.
+
+Writes bench/out/compare-*.json, the ``c`` section of bench/RESULTS.md and bench/compare.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import common  # noqa: E402
+from bench.common import BENCH, OUT, PY  # noqa: E402
+from bench.results import update_section  # noqa: E402
+
+PEER_PY = os.environ.get("VZ_BENCH_PEER_PYTHON", str(BENCH / ".venv" / "bin" / "python"))
+RUNNER = str(BENCH / "peers" / "runner.py")
+TOOLS = ["vz-lib", "vz-cli", "vz-http", "usearch", "chromadb", "lancedb", "qdrant-local", "sqlite-vec"]
+TARGET_RECALL = 0.95
+
+
+def python_for(tool: str) -> str:
+    return PY if tool.startswith("vz-") else PEER_PY
+
+
+def run_child(tool: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run one tool in a child process; return its result plus peak RSS, or an error."""
+    Path(spec["workdir"]).parent.mkdir(parents=True, exist_ok=True)
+    spec_path = Path(spec["workdir"] + ".spec.json")
+    spec_path.write_text(json.dumps(spec))
+    py = python_for(tool)
+    if not Path(py).exists():
+        return {"error": f"interpreter {py} missing (run bench/setup_peers.sh)"}
+    err = Path(spec["workdir"] + ".stderr")
+    t = time.monotonic()
+    with open(err, "wb") as fh:
+        proc = subprocess.Popen([py, RUNNER, str(spec_path)], stdout=subprocess.DEVNULL, stderr=fh)
+        deadline = t + timeout
+        while True:
+            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                pid, status, ru = os.wait4(proc.pid, 0)
+                return {"error": f"timed out after {timeout:.0f} s"}
+            time.sleep(0.2)
+    if os.waitstatus_to_exitcode(status) != 0:
+        tail = err.read_text(errors="replace").strip().splitlines()[-3:]
+        return {"error": " / ".join(tail)[-400:] or f"exit status {status}"}
+    res = json.loads(Path(spec["out"]).read_text())
+    res["maxrss_kb"] = ru.ru_maxrss
+    res["wall_s"] = time.monotonic() - t
+    return res
+
+
+def summarise(res: dict[str, Any], truth: np.ndarray, ftruth: dict[str, np.ndarray], n: int) -> dict[str, Any]:
+    out: dict[str, Any] = {k: res.get(k) for k in ("version", "python", "note", "error", "disk_bytes",
+                                                  "maxrss_kb", "server_maxrss_kb", "ingest_s")}
+    if res.get("error"):
+        return out
+    out["ingest_rate"] = n / res["ingest_s"]
+    pts = []
+    for s in res["sweep"]:
+        nq = len(s["ids"])
+        lat = s["lat"]
+        pts.append({"setting": s["setting"], "recall": common.recall_at_k(s["ids"], truth[:nq]),
+                    "p50": float(np.median(lat)), "p99": common.pct(lat, 99), "qps": len(lat) / sum(lat), "nq": nq})
+    out["sweep"] = pts
+    out["filtered"] = []
+    for f in res["filtered"]:
+        nq = len(f["ids"])
+        out["filtered"].append({"label": f["label"], "recall": common.recall_at_k(f["ids"], ftruth[f["label"]][:nq]),
+                                "p50": float(np.median(f["lat"])), "p99": common.pct(f["lat"], 99)})
+    ok = [p for p in pts if p["recall"] >= TARGET_RECALL]
+    out["pick"] = min(ok, key=lambda p: p["p50"]) if ok else max(pts, key=lambda p: p["recall"])
+    return out
+
+
+def fmt_ms(x: float | None) -> str:
+    return "-" if x is None else (f"{x * 1000:.2f} ms" if x < 0.1 else f"{x * 1000:.0f} ms")
+
+
+def table(size: str, summ: dict[str, dict[str, Any]], flabels: list[str]) -> str:
+    head = ("| tool | version | ingest vec/s | setting (cheapest with recall@10 >= 0.95) | recall@10 | p50 | p99 | QPS | "
+            + " | ".join(f"filtered {lab}: p50 / recall" for lab in flabels) + " | disk | peak RSS |")
+    sep = "|" + "---|" * (10 + len(flabels))
+    rows = [head, sep]
+    for tool, s in summ.items():
+        if s.get("error"):
+            rows.append(f"| {tool} | {s.get('version') or '-'} | not measured: {s['error']} |" + " |" * (7 + len(flabels)))
+            continue
+        p = s["pick"]
+        fl = {f["label"]: f for f in s["filtered"]}
+        fcells = [f"{fmt_ms(fl[lab]['p50'])} / {fl[lab]['recall']:.3f}" if lab in fl else "n/a" for lab in flabels]
+        rss = s["maxrss_kb"] / 1024
+        if s.get("server_maxrss_kb"):
+            rss_s = f"{rss:.0f} MB client, {s['server_maxrss_kb'] / 1024:.0f} MB server"
+        else:
+            rss_s = f"{rss:.0f} MB"
+        rows.append(f"| {tool} | {s['version']} | {s['ingest_rate']:,.0f} | {p['setting']} | {p['recall']:.3f} | "
+                    f"{fmt_ms(p['p50'])} | {fmt_ms(p['p99'])} | {p['qps']:,.1f} | " + " | ".join(fcells)
+                    + f" | {s['disk_bytes'] / 1e6:.0f} MB | {rss_s} |")
+    sweeps = []
+    for tool, s in summ.items():
+        if s.get("sweep") and len(s["sweep"]) > 1:
+            pts = ", ".join(f"{p['setting']}: {p['recall']:.3f} @ {fmt_ms(p['p50'])}" for p in s["sweep"])
+            sweeps.append(f"- {tool}: {pts}")
+    notes = [f"- {tool}: {s['note']}" for tool, s in summ.items() if s.get("note")]
+    return (f"### {size}\n\n" + "\n".join(rows) + "\n\nSweeps (recall@10 @ p50):\n" + "\n".join(sweeps)
+            + ("\n\nNotes:\n" + "\n".join(notes) if notes else "") + "\n")
+
+
+def verdict(size: str, summ: dict[str, dict[str, Any]]) -> list[str]:
+    """One goal line per comparison: vz-lib ahead of each peer, within 1.5x of raw usearch."""
+    vz = summ.get("vz-lib")
+    if not vz or vz.get("error"):
+        return [f"- {size}: vz-lib not measured"]
+    v = vz["pick"]
+    lines = []
+    for tool, s in summ.items():
+        if tool.startswith("vz-") or s.get("error"):
+            continue
+        p = s["pick"]
+        lat_r = v["p50"] / p["p50"]
+        ing_r = vz["ingest_rate"] / s["ingest_rate"]
+        if tool == "usearch":
+            ok = lat_r <= 1.5 and ing_r >= 1 / 1.5
+            lines.append(f"- {size} vs raw usearch: vz query p50 {lat_r:.2f}x usearch's, ingest rate {ing_r:.2f}x "
+                         f"usearch's (goal: within 1.5x) -> **goal {'met' if ok else 'MISSED'}**")
+            continue
+        ok = lat_r < 1 and ing_r > 1 and v["recall"] >= p["recall"] - 0.005
+        lines.append(f"- {size} vs {tool}: vz query p50 {lat_r:.2f}x {tool}'s at recall {v['recall']:.3f} vs "
+                     f"{p['recall']:.3f}; ingest {ing_r:.2f}x {tool}'s -> **goal {'met' if ok else 'MISSED'}**")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="100000x384,100000x768", help="comma-separated NxD (default %(default)s)")
+    ap.add_argument("--tools", default=",".join(TOOLS))
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--nq-cli", type=int, default=15, help="queries for the whole-process CLI mode")
+    ap.add_argument("--efs", default="16,32,64,128")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds per tool and size")
+    ap.add_argument("--quick", action="store_true", help="10000x384, 50 queries")
+    ap.add_argument("--no-write", action="store_true")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.sizes, a.queries, a.nq_cli = "10000x384", 50, 5
+    tools = a.tools.split(",")
+    efs = [int(x) for x in a.efs.split(",")]
+    all_summ: dict[str, dict[str, dict[str, Any]]] = {}
+    started = common.machine()
+    for size in a.sizes.split(","):
+        n, dim = (int(x) for x in size.lower().split("x"))
+        data = np.asarray(common.data(n, dim))
+        nd = common.ndjson(n, dim, metadata=True)
+        qs = common.queries(a.queries, dim)
+        qpath = OUT / f"cmp-q-{a.queries}x{dim}.npy"
+        np.save(qpath, qs)
+        truth = common.datagen.exact_topk(data, qs, 10)
+        flt = [("1%", max(1, n // 100)), ("10%", max(1, n // 10))]
+        ftruth = {lab: common.datagen.exact_topk(data[:lim], qs, 10) for lab, lim in flt}
+        summ: dict[str, dict[str, Any]] = {}
+        for tool in tools:
+            wd = OUT / "cmp" / f"{size}-{tool}"
+            import shutil
+
+            shutil.rmtree(wd, ignore_errors=True)
+            spec = {"tool": tool, "workdir": str(wd), "data": str(OUT / f"data-{n}x{dim}-s0.npy"), "ndjson": str(nd),
+                    "queries": str(qpath), "filters": flt, "efs": efs, "nq_cli": a.nq_cli,
+                    "out": str(wd) + ".result.json"}
+            print(f"[{time.strftime('%H:%M:%S')}] {size} {tool} ...", flush=True)
+            res = run_child(tool, spec, a.timeout)
+            summ[tool] = summarise(res, truth, ftruth, n)
+            s = summ[tool]
+            if s.get("error"):
+                print(f"    error: {s['error']}", flush=True)
+            else:
+                print(f"    ingest {s['ingest_rate']:,.0f}/s, pick {s['pick']}, filtered "
+                      f"{[(f['label'], round(f['p50'] * 1000, 2), round(f['recall'], 3)) for f in s['filtered']]}",
+                      flush=True)
+            shutil.rmtree(wd, ignore_errors=True)  # disk size is already measured
+        all_summ[size] = summ
+        (OUT / f"compare-{size}.json").write_text(json.dumps(summ, indent=1))
+    (OUT / "compare-summary.json").write_text(json.dumps(all_summ, indent=1))
+
+    png = BENCH / "compare.png"
+    chart = subprocess.run([PEER_PY, str(BENCH / "peers" / "chart.py"), str(OUT / "compare-summary.json"), str(png)],
+                           capture_output=True, text=True)
+    chart_note = "![latency vs recall, ingest rate](compare.png)" if chart.returncode == 0 else \
+        f"(chart not drawn: {chart.stderr.strip()[-300:]})"
+    flabels = ["1%", "10%"]
+    body = "\n".join(table(size, summ, flabels) for size, summ in all_summ.items())
+    goals = [ln for size, summ in all_summ.items() for ln in verdict(size, summ)]
+    text = f"""## C. Side by side with the peers
+
+Command: `.venv/bin/python bench/compare.py {" ".join(argv)}` (machine: {started}; peers in the bench
+venv `bench/.venv`, made by `bench/setup_peers.sh`).
+
+Same seeded clustered data and {a.queries} fresh queries for every tool ({a.nq_cli} for vz-cli, where each
+query is a whole `vz query` process), one query at a time. Ingest = the tool's whole ingest (rows +
+index) from the tool's natural input: NDJSON file for vz (parse included), the numpy array for peers.
+QPS = queries / total latency, single client. Filtered = rows with `n < limit` (1% / 10% of rows);
+recall against exact search over those rows. Peak RSS = the child's `ru_maxrss` (every child holds
+the N x D float32 array too). Each table row shows the cheapest swept setting reaching recall@10 >= 0.95.
+
+{body}
+Goal lines (vz as a library, at the setting picked above):
+
+{chr(10).join(goals)}
+
+{chart_note}
+"""
+    print(text)
+    if not a.no_write and not a.quick:
+        update_section("c", text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
