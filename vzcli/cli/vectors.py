@@ -224,6 +224,8 @@ def query(
         except orjson.JSONDecodeError as e:
             raise InvalidFilter(f"--filter is not valid JSON ({e}); quote it for the shell, e.g. "
                                 "--filter '{\"genre\": \"drama\"}'") from None
+        if flt is None:  # the backend reads None as "no filter"; `--filter null` is not that
+            raise InvalidFilter("filter must be a non-empty JSON object, e.g. --filter '{\"genre\": \"drama\"}'")
     res = State.backend().query(name, vector=vec, vector_id=vector_id, top_k=top_k, return_values=return_values,
                                 return_metadata=return_metadata.value, namespace=namespace, filter=flt,
                                 exact=exact, warn=render.warn)
