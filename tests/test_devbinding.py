@@ -145,6 +145,7 @@ def test_warns_about_indexes_missing_from_the_store(vz, tmp_path):
     (["default=docs"], "Binding name 'default' is invalid", 40000),
     (["class=docs"], "Binding name 'class' is invalid", 40000),
     (["vzVectorizeBinding=docs"], "Binding name 'vzVectorizeBinding' is invalid", 40000),
+    (["fetch=docs"], "Binding name 'fetch' is invalid", 40000),
     (["=docs"], "Binding name '' is invalid", 40000),
     (["docs", "other"], "Binding VECTORIZE is given twice", 40000),
     (["A=docs", "A=other"], "Binding A is given twice", 40000),
