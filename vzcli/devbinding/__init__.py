@@ -100,7 +100,7 @@ def api_base(url: str) -> str:
     """vz serve's address (or its `/client/v4` API root) → the API root the shim calls."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise UsageError(f"--url {url!r} is not an http(s) address such as http://127.0.0.1:8686")
+        raise UsageError(f"--url {url!r} is not an http(s) address such as http://127.0.0.1:8788")
     base = url.rstrip("/")
     return base if base.endswith("/client/v4") else base + "/client/v4"
 
