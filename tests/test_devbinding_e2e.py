@@ -1,7 +1,8 @@
 """End to end: a Worker's `env.VECTORIZE` in `wrangler dev`, served by `vz serve` through the shim.
 
-One `vz serve` (with a token) and one `wrangler dev` (the sample app in tests/interop/devbinding-app
-plus the shim `vz dev-binding` writes) run for the whole module, on loopback only. Each test calls
+One `vz serve` (with a token) and one `wrangler dev` (the sample app in tests/interop/devbinding-app,
+configured with the TOML snippet `vz dev-binding` prints, plus the shim it writes) run for the whole
+module, on loopback only. Each test calls
 the app over HTTP so that it calls a binding method, and checks the answer against the CLI's view
 of the same store. wrangler runs offline: no metrics, no error reports, no `Request.cf` download, its
 update check pointed at a closed loopback port and pre-empted by a fresh cache, no account.
@@ -39,6 +40,8 @@ TOKEN = "e2e-token"
 DOCS, OTHER, MISSING = "e2e-docs", "e2e-other", "e2e-missing"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 STARTUP_DEADLINE = 90.0
+BINDINGS = [f"VECTORIZE={DOCS}", f"OTHER={OTHER}", f"MISSING={MISSING}"]
+APP_TOML = 'name = "devbinding-app"\nmain = "index.js"\ncompatibility_date = "2025-01-01"\n'
 
 
 def free_port() -> int:
@@ -159,13 +162,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                        "--type", "string").exit_code == 0
         assert run_cli(store, "create", OTHER, "--dimensions", "4", "--metric", "euclidean").exit_code == 0
         shim = root / "shim"
-        r = run_cli(store, "dev-binding", f"VECTORIZE={DOCS}", f"OTHER={OTHER}", f"MISSING={MISSING}",
-                    "--out", shim, "--url", base_url, "--api-token", TOKEN, "--json")
+        r = run_cli(store, "dev-binding", *BINDINGS, "--out", shim, "--url", base_url, "--api-token", TOKEN,
+                    "--json")
         assert r.exit_code == 0, r.stderr
         app_dir = root / "app"  # a copy: wrangler writes .wrangler/ next to the config
         shutil.copytree(APP, app_dir)
+        # The app's bindings come from the TOML snippet the command printed, so real wrangler reads it;
+        # test_sample_config_matches_the_json_snippet ties the committed JSONC config to the JSON one.
+        (app_dir / "wrangler.toml").write_text(APP_TOML + "\n" + json.loads(r.stdout)["snippets"]["toml"] + "\n")
         port, inspector, closed = free_port(), free_port(), free_port()
-        cmd = [str(WRANGLER), "dev", "-c", str(app_dir / "wrangler.jsonc"), "-c", str(shim / "wrangler.jsonc"),
+        cmd = [str(WRANGLER), "dev", "-c", str(app_dir / "wrangler.toml"), "-c", str(shim / "wrangler.jsonc"),
                "--ip", "127.0.0.1", "--port", str(port), "--inspector-port", str(inspector),
                "--log-level", "warn"]
         with (root / "wrangler.out").open("w") as out, (root / "wrangler.err").open("w") as err:
@@ -178,6 +184,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         if proc is not None:
             stop_group(proc)
         assert stop_server(server) == 0
+
+
+def test_sample_config_matches_the_json_snippet(tmp_path):
+    """The committed sample config (what a user writes) holds exactly the JSON snippet's services."""
+    r = run_cli(tmp_path / "store", "-q", "dev-binding", *BINDINGS, "--out", tmp_path / "shim", "--json")
+    assert r.exit_code == 0, r.stderr
+    snippet = json.loads("{" + json.loads(r.stdout)["snippets"]["json"] + "}")
+    config = json.loads("\n".join(line for line in (APP / "wrangler.jsonc").read_text().splitlines()
+                                  if not line.lstrip().startswith("//")))
+    assert config == {"name": "devbinding-app", "main": "index.js", "compatibility_date": "2025-01-01",
+                      **snippet}
 
 
 def test_describe_is_the_index_info(stack):
