@@ -226,6 +226,16 @@ def test_429_then_success_honours_retry_after(rb: RemoteBackend, api: FakeAPI, s
     assert 0 <= sleeps[1] <= 0.5 * 2  # full jitter on the second attempt's backoff
 
 
+def test_long_waits_are_announced(api: FakeAPI, sleeps: list[float]) -> None:
+    notes: list[str] = []
+    rb = RemoteBackend(ACCOUNT, base_url=api.base, token="t", sleep=sleeps.append, notice=notes.append)
+    api.script += [fail(429, 971, "slow down", {"Retry-After": "9000"}), fail(500, 1, "x")]
+    rb.info("idx")
+    assert sleeps[0] == 300.0  # Retry-After is honoured up to five minutes
+    assert notes[0] == f"{api.base} answered HTTP 429 (code 971); retrying in 300s"
+    assert len(notes) == 1  # the short jittered wait after the 500 is not worth a line
+
+
 def test_retries_are_bounded(rb: RemoteBackend, api: FakeAPI, sleeps: list[float]) -> None:
     api.script += [fail(500, 2000 + i, f"boom {i}") for i in range(10)]
     with pytest.raises(errors.RemoteError) as e:

@@ -54,6 +54,7 @@ DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 MAX_REQUEST_BYTES = 50 * 1000 * 1000  # well under Cloudflare's 100 MB upload cap, so a retry stays cheap
 EXPORT_PAGE = 1000
 EXPORT_WORKERS = 4  # concurrent get_by_ids requests while exporting (Cloudflare rate-limits the API per user)
+RETRY_AFTER_MAX = 300.0  # seconds: the longest Retry-After honoured
 NETWORK_ERROR = 1000  # vz's code when the API cannot be reached at all
 
 # Cloudflare's codes (and vz serve's own, README "Compatibility") -> the class the local backend raises,
@@ -125,7 +126,7 @@ class RemoteBackend:
                  api_key: str | None = None, email: str | None = None, retries: int = 5,
                  backoff: float = 0.5, max_delay: float = 30.0, timeout: float = 60.0,
                  batch_records: int = limits.BATCH_MAX, batch_bytes: int = MAX_REQUEST_BYTES,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, notice: Callable[[str], None] | None = None) -> None:
         if api_key and email:  # wrangler: key + email take precedence over a token
             self._auth = {"X-Auth-Key": api_key, "X-Auth-Email": email}
         elif token:
@@ -139,7 +140,7 @@ class RemoteBackend:
         self._root = f"{self.base_url}/accounts/{urllib.parse.quote(account_id, safe='')}/vectorize/v2/indexes"
         self.retries, self.backoff, self.max_delay, self.timeout = retries, backoff, max_delay, timeout
         self.batch_records, self.batch_bytes = min(batch_records, limits.BATCH_MAX), batch_bytes
-        self._sleep = sleep
+        self._sleep, self._notice = sleep, notice
         host = urllib.parse.urlsplit(self.base_url).hostname or ""
         # honour HTTPS_PROXY for Cloudflare, but never send loopback traffic (vz serve, tests) through a proxy
         handlers = [urllib.request.ProxyHandler({})] if host in _LOOPBACK else []
@@ -148,12 +149,15 @@ class RemoteBackend:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> RemoteBackend:
         """Configure from CLOUDFLARE_API_BASE_URL, CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN
-        (or CLOUDFLARE_API_KEY + CLOUDFLARE_EMAIL); missing settings are a usage error (exit 2)."""
+        (or CLOUDFLARE_API_KEY + CLOUDFLARE_EMAIL); missing settings are a usage error (exit 2).
+        Long waits before a retry are announced on stderr (silenced by --quiet)."""
+        from vzcli import render
+
         e = os.environ if env is None else env
         return cls(e.get("CLOUDFLARE_ACCOUNT_ID", ""),
                    base_url=e.get("CLOUDFLARE_API_BASE_URL") or DEFAULT_BASE_URL,
                    token=e.get("CLOUDFLARE_API_TOKEN"), api_key=e.get("CLOUDFLARE_API_KEY"),
-                   email=e.get("CLOUDFLARE_EMAIL"))
+                   email=e.get("CLOUDFLARE_EMAIL"), notice=render.warn)
 
     # --- HTTP -----------------------------------------------------------------------------------
     def _url(self, name: str | None, tail: str = "", params: dict[str, Any] | None = None) -> str:
@@ -203,7 +207,7 @@ class RemoteBackend:
                 reason = getattr(e, "reason", e)
                 if attempt < self.retries and isinstance(reason, (ConnectionError, TimeoutError,
                                                                   http.client.HTTPException)):
-                    self._sleep(self._delay(attempt, None))
+                    self._wait(self._delay(attempt, None), f"{reason}")
                     attempt += 1
                     continue
                 raise RemoteError(f"cannot reach {self.base_url}: {reason}", code=NETWORK_ERROR, status=502) from None
@@ -211,14 +215,20 @@ class RemoteBackend:
             code = _first_code(env)
             retryable = status == 429 or status >= 500 or code in _RETRY_CODES
             if retryable and should_retry and attempt < self.retries:
-                self._sleep(self._delay(attempt, retry_after))
+                self._wait(self._delay(attempt, retry_after), f"HTTP {status}" + (f" (code {code})" if code else ""))
                 attempt += 1
                 continue
             result = _result(env, status, raw, method, url)
             return env if envelope and isinstance(env, dict) else result
 
+    def _wait(self, secs: float, why: str) -> None:
+        if secs >= 2 and self._notice is not None:
+            self._notice(f"{self.base_url} answered {why}; retrying in {secs:.0f}s")
+        self._sleep(secs)
+
     def _delay(self, attempt: int, retry_after: str | None) -> float:
-        """Seconds to wait before retry `attempt + 1`: Retry-After if given, else full-jitter backoff."""
+        """Seconds to wait before retry `attempt + 1`: Retry-After if given (Cloudflare blocks an API user
+        for up to five minutes after 1,200 requests in five minutes), else full-jitter backoff."""
         if retry_after:
             try:
                 secs = float(retry_after)
@@ -228,7 +238,7 @@ class RemoteBackend:
                 except (TypeError, ValueError):
                     secs = -1.0
             if secs >= 0:
-                return min(secs, self.max_delay * 2)
+                return min(secs, RETRY_AFTER_MAX)
         return random.uniform(0, min(self.max_delay, self.backoff * 2 ** attempt))
 
     # --- indexes --------------------------------------------------------------------------------
