@@ -15,9 +15,9 @@ DEFAULT_URL = "http://127.0.0.1:8788"  # vz serve's default address
 @app.command("dev-binding", rich_help_panel="Server")
 @handled
 def dev_binding(
-    specs: list[str] = typer.Argument(..., metavar="[BINDING=]INDEX",
-                                      help="One or more indexes to bind, each as BINDING=INDEX (a bare INDEX "
-                                           "is bound as VECTORIZE)."),
+    specs: list[str] = typer.Argument(..., metavar="BINDING=INDEX",
+                                      help="One or more indexes to bind, each as BINDING=INDEX; a bare INDEX "
+                                           "is bound as VECTORIZE."),
     out: Path = typer.Option(Path(devbinding.DEFAULT_SERVICE), "--out", "-o",
                              help="Directory to write the shim Worker into (wrangler.jsonc, shim.js)."),
     url: str = typer.Option(DEFAULT_URL, "--url", help="Address of `vz serve` (or its /client/v4 API root)."),
