@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from vzcli.errors import InvalidFilter
-from vzcli.limits import FILTER_KEY_MAX_CHARS, FILTER_MAX_BYTES, truncate_utf8
+from vzcli.limits import FILTER_KEY_MAX_CHARS, FILTER_MAX_BYTES, is_utf8, truncate_utf8
 
 SCALAR_OPS = ("$eq", "$ne")
 SET_OPS = ("$in", "$nin")
@@ -88,6 +88,8 @@ def parse_filter_json(text: str) -> Filter:
 def _check_key(key: str) -> None:
     if not key:
         raise InvalidFilter("filter keys cannot be empty")
+    if not is_utf8(key):
+        raise InvalidFilter(f"filter key {key!r} is not valid UTF-8 text")
     if '"' in key:
         raise InvalidFilter(f"filter key {key!r} cannot contain '\"'")
     if key.startswith("$"):

@@ -81,6 +81,16 @@ def resolve_config(dimensions: int | None, metric: str | None, preset: str | Non
     return dimensions, metric
 
 
+def is_utf8(s: str) -> bool:
+    """False for a string holding lone surrogates: undecodable bytes of a command-line argument
+    (Python maps them to U+DC80..U+DCFF), which SQLite and JSON cannot store."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def utf8_len(s: str) -> int:
     return len(s.encode("utf-8", "surrogatepass"))
 

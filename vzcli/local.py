@@ -22,6 +22,7 @@ from vzcli.errors import (
     BadCursor,
     DuplicateIndex,
     IndexNotFound,
+    InvalidConfig,
     InvalidFilter,
     InvalidVector,
     MetadataIndexError,
@@ -87,6 +88,8 @@ class LocalBackend:
                      if_not_exists: bool = False) -> dict[str, Any]:
         limits.check_index_name(name)
         dims, met = limits.resolve_config(dimensions, metric, preset)
+        if description is not None and not limits.is_utf8(description):
+            raise InvalidConfig(f"description {description!r} is not valid UTF-8 text")
         ts = now_iso()
         with self.store.write() as conn:
             existing = conn.execute("SELECT * FROM indexes WHERE name = ?", (name,)).fetchone()

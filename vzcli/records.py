@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 
 from vzcli.errors import InvalidVector, Unparsable
-from vzcli.limits import MAX_ID_BYTES, MAX_METADATA_BYTES, MAX_NAMESPACE_BYTES, utf8_len
+from vzcli.limits import MAX_ID_BYTES, MAX_METADATA_BYTES, MAX_NAMESPACE_BYTES, is_utf8, utf8_len
 
 F32_MAX = float(np.finfo(np.float32).max)
 
@@ -33,6 +33,8 @@ class Record:
 def check_id(vid: Any) -> str:
     if not isinstance(vid, str):
         raise InvalidVector(f"id must be a string, got {_jtype(vid)}", code=CODE_ID)
+    if not is_utf8(vid):
+        raise InvalidVector(f"id {vid!r} is not valid UTF-8 text", code=CODE_ID)
     n = utf8_len(vid)
     if n == 0:
         raise InvalidVector("id must not be empty", code=CODE_ID)
@@ -46,6 +48,8 @@ def check_namespace(ns: Any) -> str | None:
         return None
     if not isinstance(ns, str):
         raise InvalidVector(f"namespace must be a string, got {_jtype(ns)}", code=CODE_NAMESPACE)
+    if not is_utf8(ns):
+        raise InvalidVector(f"namespace {ns!r} is not valid UTF-8 text", code=CODE_NAMESPACE)
     n = utf8_len(ns)
     if n == 0 or n > MAX_NAMESPACE_BYTES:
         raise InvalidVector(f"namespace must be 1-{MAX_NAMESPACE_BYTES} bytes, got {n} bytes", code=CODE_NAMESPACE)
