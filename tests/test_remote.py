@@ -73,7 +73,9 @@ def records(n: int, dims: int, seed: int = 1) -> list[dict[str, Any]]:
     """Awkward but valid records: unicode ids, namespaces, nested metadata, extreme float32 values."""
     rng = np.random.default_rng(seed)
     vals = rng.standard_normal((n, dims)).astype(np.float32)
-    vals[0, :3] = [np.float32(1e-45), np.float32(3.4e38), np.float32(-0.0)]  # subnormal, huge, negative zero
+    # subnormal, huge, negative zero, float32 max (whose shortest text reads back above it as a float64)
+    extremes = [np.float32(1e-45), np.float32(3.4e38), np.float32(-0.0), -np.finfo(np.float32).max]
+    vals[0, :min(dims, 4)] = extremes[:dims]
     out = []
     for i in range(n):
         r: dict[str, Any] = {"id": f"vec-{i:03d}" if i % 7 else f"é-ünï-{i}", "values": vals[i].tolist()}
@@ -227,13 +229,18 @@ def test_wrong_token_is_an_auth_error(vz: Any, remote_env: ServedStore, monkeypa
 
 
 # --- round trips -----------------------------------------------------------------------------------
+def lines(text: str) -> list[str]:
+    """NDJSON lines: split on \n only (str.splitlines would also split inside strings at U+2028 etc.)."""
+    return [x for x in text.split("\n") if x]
+
+
 def sorted_lines(text: str) -> list[str]:
-    return sorted(text.splitlines())
+    return sorted(lines(text))
 
 
 def assert_exact(exported: str, recs: list[dict[str, Any]]) -> None:
     """Every exported record is the original: float32 values bit for bit, metadata, namespace."""
-    got = {o["id"]: o for o in map(json.loads, exported.splitlines())}
+    got = {o["id"]: o for o in map(json.loads, lines(exported))}
     assert sorted(got) == sorted(r["id"] for r in recs)
     for r in recs:
         o = got[r["id"]]
@@ -295,3 +302,57 @@ def test_shell_pipeline_pulls_an_index_down(vz: Any, remote_env: ServedStore) ->
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["count"] == 40
     assert_exact(vz("export", "local").stdout, recs)
+
+
+# --- property: any valid record survives export -> remote upsert -> remote export -> local upsert -------
+def _ok_key(k: str) -> bool:
+    return "." not in k and '"' not in k and not k.startswith("$")
+
+
+def _utf8_le(n: int):  # type: ignore[no-untyped-def]
+    return lambda s: 0 < len(s.encode()) <= n
+
+
+def _record_strategy():  # type: ignore[no-untyped-def]
+    from hypothesis import strategies as st
+
+    text = st.text(st.characters(codec="utf-8"), min_size=1, max_size=20)
+    leaf = st.one_of(st.booleans(), st.integers(-(2 ** 53), 2 ** 53), text,
+                     st.floats(allow_nan=False, allow_infinity=False), st.lists(text, max_size=3))
+    keys = text.filter(_ok_key)
+    metadata = st.dictionaries(keys, st.one_of(leaf, st.dictionaries(keys, leaf, max_size=3)), max_size=4)
+    return st.fixed_dictionaries(
+        # U+0000 is left out of ids: the local store's get_by_ids/delete_by_ids/upsert lose such ids
+        # (their json_each lookups), a core bug reported to the lead, not a remote-mode one
+        {"id": text.filter(_utf8_le(64)).filter(lambda s: "\x00" not in s),
+         "values": st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), min_size=3, max_size=3)},
+        optional={"namespace": text.filter(_utf8_le(64)), "metadata": metadata})
+
+
+def test_any_valid_records_round_trip(vz: Any, remote_env: ServedStore) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    counter = iter(range(10_000))
+
+    # one server for the whole property (starting one per example would take minutes); each example
+    # works in indexes of its own
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(_record_strategy(), min_size=1, max_size=12, unique_by=lambda r: r["id"]))
+    def prop(recs: list[dict[str, Any]]) -> None:
+        n = next(counter)
+        src, up, down = f"src-{n}", f"up-{n}", f"down-{n}"
+        for mode, name in (((), src), (("--remote",), up), ((), down)):
+            assert vz(*mode, "create", name, "--dimensions", "3", "--metric", "cosine").exit_code == 0
+        r = vz("upsert", src, "--file", "-", input=nd(recs))
+        assert r.exit_code == 0, r.stderr
+        local = vz("export", src).stdout
+        assert_exact(local, recs)
+        r = vz("--remote", "upsert", up, "--file", "-", input=local)
+        assert r.exit_code == 0, r.stderr
+        remote = vz("--remote", "export", up).stdout
+        assert remote == local  # the same id order too: vz serve lists in byte order, like the store
+        assert vz("upsert", down, "--file", "-", input=remote).exit_code == 0
+        assert vz("export", down).stdout == local
+
+    prop()

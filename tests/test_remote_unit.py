@@ -300,6 +300,14 @@ def test_insert_streams_batches_of_at_most_5000(rb: RemoteBackend, api: FakeAPI)
         assert sent[r["id"]].get("namespace") == r.get("namespace") and sent[r["id"]]["metadata"] == r["metadata"]
 
 
+def test_float32_max_is_sent_as_exact_float64_text(rb: RemoteBackend, api: FakeAPI) -> None:
+    f32max = float(np.finfo(np.float32).max)
+    rb.upsert("idx", ndjson([{"id": "m", "values": [f32max, -f32max, 0.1]}, {"id": "n", "values": [0.1, 2, 3]}]))
+    body = [r for r in api.requests if r["method"] == "POST"][0]["body"]
+    assert body == (b'{"id":"m","values":[3.4028234663852886e+38,-3.4028234663852886e+38,0.10000000149011612]}\n'
+                    b'{"id":"n","values":[0.1,2.0,3.0]}\n')
+
+
 def test_batches_also_respect_a_byte_cap(api: FakeAPI) -> None:
     rb = RemoteBackend(ACCOUNT, base_url=api.base, token="t", batch_bytes=200)
     rb.upsert("idx", ndjson([{"id": f"id-{i}", "values": [1, 2, 3]} for i in range(10)]))

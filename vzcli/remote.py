@@ -340,10 +340,18 @@ class RemoteBackend:
 
     def _spool(self, records: Iterable[Any], tmp: IO[bytes]) -> list[tuple[int, int, int]]:
         """Write validated records as compact NDJSON to `tmp`; return the batches as (offset, bytes, records)."""
+        import numpy as np
+
+        from vzcli.records import F32_MAX
         batches: list[tuple[int, int, int]] = []
         start = size = n = 0
         for rec in records:
-            obj: dict[str, Any] = {"id": rec.id, "values": rec.values}
+            values = rec.values
+            if np.abs(values).max(initial=0) == F32_MAX:
+                # the shortest text of float32 max (3.4028235e38) is read back as a float64 just above it,
+                # which a strict server (vz serve) rejects; the exact float64 text is safe everywhere
+                values = values.astype(np.float64)
+            obj: dict[str, Any] = {"id": rec.id, "values": values}
             if rec.namespace is not None:
                 obj["namespace"] = rec.namespace
             if rec.metadata:
