@@ -35,6 +35,9 @@ def check_id(vid: Any) -> str:
         raise InvalidVector(f"id must be a string, got {_jtype(vid)}", code=CODE_ID)
     if not is_utf8(vid):
         raise InvalidVector(f"id {vid!r} is not valid UTF-8 text", code=CODE_ID)
+    if "\x00" in vid:
+        # SQLite's JSON functions cut text at NUL, so "a\u0000b" would match (and upsert or delete) "a"
+        raise InvalidVector(f"id {vid!r} contains U+0000 (NUL), which vz does not allow in ids", code=CODE_ID)
     n = utf8_len(vid)
     if n == 0:
         raise InvalidVector("id must not be empty", code=CODE_ID)
