@@ -232,7 +232,7 @@ def test_long_waits_are_announced(api: FakeAPI, sleeps: list[float]) -> None:
     api.script += [fail(429, 971, "slow down", {"Retry-After": "9000"}), fail(500, 1, "x")]
     rb.info("idx")
     assert sleeps[0] == 300.0  # Retry-After is honoured up to five minutes
-    assert notes[0] == f"{api.base} answered HTTP 429 (code 971); retrying in 300s"
+    assert notes[0] == f"{api.base}: HTTP 429 (code 971); retrying in 300s"
     assert len(notes) == 1  # the short jittered wait after the 500 is not worth a line
 
 

@@ -223,7 +223,7 @@ class RemoteBackend:
 
     def _wait(self, secs: float, why: str) -> None:
         if secs >= 2 and self._notice is not None:
-            self._notice(f"{self.base_url} answered {why}; retrying in {secs:.0f}s")
+            self._notice(f"{self.base_url}: {why}; retrying in {secs:.0f}s")
         self._sleep(secs)
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
