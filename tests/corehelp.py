@@ -103,3 +103,21 @@ def assert_same_ranking(matches: list[dict[str, Any]], expected: list[tuple[str,
             assert len(got_g.get(s, set())) == len(members)
         else:
             assert got_g.get(s) == members, (matches, expected)
+
+
+def assert_ann_close(fast: list[dict[str, Any]], exact: list[dict[str, Any]], metric: str,
+                     min_recall: float = 0.8) -> None:
+    """An HNSW answer against the exact one: same length, every score exact and no better than the
+    exact answer at its rank, and at least `min_recall` of the exact ids (HNSW may miss a node)."""
+    assert len(fast) == len(exact), (fast, exact)
+    by_id = {m["id"]: m["score"] for m in exact}
+    for i, m in enumerate(fast):
+        if m["id"] in by_id:
+            assert m["score"] == by_id[m["id"]], (fast, exact)
+        if metric == "cosine":
+            assert m["score"] <= exact[i]["score"], (fast, exact)
+        else:
+            assert m["score"] >= exact[i]["score"], (fast, exact)
+    if exact:
+        recall = len({m["id"] for m in fast} & set(by_id)) / len(exact)
+        assert recall >= min_recall, (recall, fast, exact)

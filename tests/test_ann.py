@@ -1,0 +1,279 @@
+"""The HNSW file and its delta: merges, tombstones, rebuilds, optimize, and a lost or broken file.
+
+Every check compares the default query path (HNSW + exact delta) with `exact=True` and with a numpy
+reference over a Python model of what the index should hold. HNSW may miss a neighbour now and then
+(usearch's graph is randomised and can leave a node without in-links), so the HNSW path must reach
+90% recall, score exactly, and never return a deleted or replaced record; the exact path must match.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+from corehelp import assert_ann_close, create, rec, write
+
+from vzcli.local import LocalBackend
+from vzcli.store import Store
+
+DIMS = 8
+
+
+def _ndjson(items: dict[str, np.ndarray]) -> io.BytesIO:
+    return io.BytesIO("".join(json.dumps({"id": k, "values": v.tolist()}) + "\n" for k, v in items.items()).encode())
+
+
+def _row(store: Store, name: str) -> dict:
+    conn = store.conn()
+    cur = conn.execute("SELECT * FROM indexes WHERE name = ?", (name,))
+    r = cur.fetchone()
+    return dict(zip([c[0] for c in cur.description], r, strict=True))
+
+
+def _max_key(store: Store) -> int:
+    return store.conn().execute("SELECT coalesce(max(key), 0) FROM vectors").fetchone()[0]
+
+
+def _ref(metric: str, model: dict[str, np.ndarray], q: np.ndarray, k: int) -> list[str]:
+    ids = sorted(model)
+    m = np.stack([model[i] for i in ids]).astype(np.float64)
+    qv = q.astype(np.float64)
+    if metric == "cosine":
+        d = -(m @ qv) / (np.linalg.norm(m, axis=1) * np.linalg.norm(qv))
+    elif metric == "euclidean":
+        d = np.sqrt(((m - qv) ** 2).sum(axis=1))
+    else:
+        d = -(m @ qv)
+    return [ids[i] for i in np.argsort(d, kind="stable")[:k]]
+
+
+class Harness:
+    """A LocalBackend plus the model of its contents, checked after every step."""
+
+    def __init__(self, root, metric: str, seed: int = 0) -> None:
+        self.store = Store(root)
+        self.b = LocalBackend(self.store)
+        self.b.create_index("ann", dimensions=DIMS, metric=metric)
+        self.metric = metric
+        self.model: dict[str, np.ndarray] = {}
+        self.gone: dict[str, np.ndarray] = {}
+        self.rng = np.random.default_rng(seed)
+        self.n = 0
+        self.paths: set[str] = set()
+
+    def vec(self) -> np.ndarray:
+        return self.rng.normal(size=DIMS).astype(np.float32)
+
+    def insert(self, n: int) -> None:
+        items = {}
+        for _ in range(n):
+            self.n += 1
+            items[f"id-{self.n:05d}"] = self.vec()
+        self.b.insert("ann", _ndjson(items))
+        self.model.update(items)
+        for k in items:
+            self.gone.pop(k, None)
+
+    def upsert(self, ids: list[str]) -> None:
+        items = {i: self.vec() for i in ids}
+        self.b.upsert("ann", _ndjson(items))
+        for i in ids:
+            if i in self.model:
+                self.gone[i] = self.model[i]  # the old vector must never be found again
+        self.model.update(items)
+
+    def delete(self, ids: list[str]) -> None:
+        self.b.delete_by_ids("ann", ids)
+        for i in ids:
+            self.gone[i] = self.model.pop(i)
+
+    def sample(self, n: int) -> list[str]:
+        keys = sorted(self.model)
+        return [keys[i] for i in self.rng.choice(len(keys), size=min(n, len(keys)), replace=False)]
+
+    def check(self, queries: int = 4, k: int = 10) -> None:
+        from vzcli import search
+
+        info = self.b.info("ann")
+        assert info["vectorCount"] == len(self.model)
+        qs = [self.vec() for _ in range(queries)]
+        # the old vectors of replaced and deleted ids: their own ids must not come back
+        qs += [v for _, v in zip(range(2), self.gone.values(), strict=False)]
+        with self.store.read() as conn:
+            row = _row(self.store, "ann")
+            _, plan = search.search(conn, row, self.store.index_dir("ann"), qs[0], k, None, None)
+        self.paths.add(plan.path)  # which path answered, to prove that every path ran
+        hits = total = 0
+        for q in qs:
+            fast = self.b.query("ann", vector=q.tolist(), top_k=k)["matches"]
+            slow = self.b.query("ann", vector=q.tolist(), top_k=k, exact=True)["matches"]
+            assert [m["id"] for m in slow] == _ref(self.metric, self.model, q, k)
+            assert len(fast) == len(slow)
+            assert not ({m["id"] for m in fast} - set(self.model)), "a deleted or replaced record came back"
+            if plan.path == "exact":
+                assert fast == slow
+                continue
+            # HNSW may miss a neighbour (usearch leaves the odd node unreachable, even in a fresh
+            # graph); what it returns is scored exactly and can never beat the exact answer.
+            exact_score = {m["id"]: m["score"] for m in self.b.query("ann", vector=q.tolist(), top_k=100,
+                                                                    exact=True)["matches"]}
+            better = (lambda a, b: a >= b) if self.metric == "cosine" else (lambda a, b: a <= b)
+            for i, m in enumerate(fast):
+                if m["id"] in exact_score:
+                    assert m["score"] == exact_score[m["id"]]
+                assert better(slow[i]["score"], m["score"])
+            hits += len({m["id"] for m in fast} & {m["id"] for m in slow})
+            total += len(slow)
+        if total:
+            assert hits / total >= 0.9, f"recall {hits / total:.2f}"
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+def test_delta_merge_tombstones_agree_with_exact(tmp_path, monkeypatch, metric) -> None:
+    monkeypatch.setenv("VZ_MERGE_THRESHOLD", "40")
+    h = Harness(tmp_path / "s", metric)
+    h.insert(150)  # >= threshold: the first write builds the file
+    row = _row(h.store, "ann")
+    assert row["ann_file"] is not None and row["ann_max_key"] == _max_key(h.store) and row["ann_nodes"] == 150
+    h.check()
+    h.insert(10)  # below the threshold: stays in the delta
+    row = _row(h.store, "ann")
+    assert row["ann_max_key"] < _max_key(h.store)
+    h.check()
+    h.upsert(h.sample(20) + ["new-a", "new-b"])  # replacements: old nodes are dead in the file
+    row = _row(h.store, "ann")
+    assert row["ann_dead"] > 0
+    h.check()
+    h.delete(h.sample(25))
+    h.check()
+    h.insert(45)  # passes the threshold: merge, dead nodes become tombstones
+    row = _row(h.store, "ann")
+    assert row["ann_max_key"] == _max_key(h.store) and row["ann_tombstones"] > 0 and row["ann_dead"] == 0
+    h.check()
+    h.delete(h.sample(70))  # churn > 25% and >= 64: the next maintenance rebuilds from SQLite
+    row = _row(h.store, "ann")
+    assert row["ann_tombstones"] == 0 and row["ann_dead"] == 0 and row["ann_nodes"] == len(h.model)
+    h.check()
+    h.upsert(h.sample(5))
+    h.insert(3)
+    h.check()
+    assert {"hnsw", "hnsw+exact-delta"} <= h.paths
+
+
+def test_deleting_everything_then_writing_again(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("VZ_MERGE_THRESHOLD", "1")
+    h = Harness(tmp_path / "s", "cosine")
+    h.insert(80)
+    h.delete(sorted(h.model))
+    assert h.b.query("ann", vector=h.vec().tolist(), top_k=5) == {"count": 0, "matches": []}
+    row = _row(h.store, "ann")
+    assert row["vector_count"] == 0
+    h.insert(30)
+    h.check()
+
+
+def test_optimize(vz, store, monkeypatch) -> None:
+    monkeypatch.setenv("VZ_MERGE_THRESHOLD", "100000")
+    rng = np.random.default_rng(3)
+    create(vz, "o", DIMS, "euclidean")
+    recs = [rec(f"v{i:03d}", rng.normal(size=DIMS)) for i in range(120)]
+    write(vz, "o", recs)
+    assert not list((store / "indexes" / "o").glob("ann-*.usearch"))  # all delta so far
+    vz("delete-vectors", "o", "--ids", "v000", "v001")
+    r = vz("optimize", "o", "--json")
+    assert r.exit_code == 0, r.stderr
+    out = r.json()
+    assert {k: out[k] for k in ("index", "action", "vectorCount", "annNodes")} == {
+        "index": "o", "action": "rebuild", "vectorCount": 118, "annNodes": 118}
+    assert isinstance(out["seconds"], float)
+    files = list((store / "indexes" / "o").glob("ann-*.usearch"))
+    assert len(files) == 1
+    q = [repr(float(x)) for x in rng.normal(size=DIMS)]
+    fast = vz("query", "o", "--vector", *q, "--top-k", "20", "--json").json()
+    slow = vz("query", "o", "--vector", *q, "--top-k", "20", "--exact", "--json").json()
+    assert fast["count"] == 20
+    assert_ann_close(fast["matches"], slow["matches"], "euclidean", 0.9)
+    # optimize again: a fresh file replaces the old one, which is swept
+    assert vz("optimize", "o", "--json").exit_code == 0
+    files2 = list((store / "indexes" / "o").glob("ann-*.usearch"))
+    assert len(files2) == 1 and files2 != files
+    r = vz("optimize", "o")
+    assert r.exit_code == 0 and "Optimized index 'o': 118 vectors" in r.stdout
+    assert vz("optimize", "nope").exit_code == 1
+
+
+def test_optimize_empty_index(vz) -> None:
+    create(vz, "e", 3)
+    r = vz("optimize", "e", "--json")
+    assert r.exit_code == 0 and r.json()["vectorCount"] == 0 and r.json()["annNodes"] == 0
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate", "garbage"])
+def test_lost_or_broken_file_falls_back_and_is_rebuilt(tmp_path, monkeypatch, damage) -> None:
+    monkeypatch.setenv("VZ_MERGE_THRESHOLD", "20")
+    h = Harness(tmp_path / "s", "cosine")
+    h.insert(200)
+    h.delete(h.sample(10))
+    row = _row(h.store, "ann")
+    path = h.store.index_dir("ann") / row["ann_file"]
+    assert path.exists()
+    if damage == "delete":
+        path.unlink()
+    elif damage == "truncate":
+        data = path.read_bytes()
+        path.unlink()  # a new inode, as a copy or restore would make
+        path.write_bytes(data[: len(data) * 2 // 3])
+    else:
+        path.unlink()
+        path.write_bytes(b"\0" * 4096)
+    # queries stay correct: the file is not mapped, everything is searched exactly
+    h.check()
+    assert h.paths == {"exact"}
+    h.insert(2)  # the next write notices and rebuilds from SQLite
+    row2 = _row(h.store, "ann")
+    assert row2["ann_file"] is not None and row2["ann_file"] != row["ann_file"]
+    assert (h.store.index_dir("ann") / row2["ann_file"]).exists()
+    assert row2["ann_nodes"] == len(h.model) and row2["ann_dead"] == 0
+    h.paths.clear()
+    h.check()
+    assert h.paths == {"hnsw"}
+
+
+def test_file_of_another_index_is_not_used(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("VZ_MERGE_THRESHOLD", "10")
+    a = Harness(tmp_path / "s", "cosine")
+    a.insert(50)
+    store = a.store
+    b = LocalBackend(Store(tmp_path / "s"))
+    b.create_index("other", dimensions=DIMS + 1, metric="euclidean")
+    rng = np.random.default_rng(5)
+    b.insert("other", io.BytesIO("".join(
+        json.dumps({"id": f"o{i}", "values": rng.normal(size=DIMS + 1).tolist()}) + "\n" for i in range(30)).encode()))
+    mine = store.index_dir("ann") / _row(store, "ann")["ann_file"]
+    theirs = store.index_dir("other") / _row(store, "other")["ann_file"]
+    mine.unlink()
+    mine.write_bytes(theirs.read_bytes())
+    a.check()
+
+
+def test_catalog_agrees_with_files_after_cli_writes(vz, store, monkeypatch) -> None:
+    """Through the CLI too: with a threshold of 1 every write merges, and results agree with --exact."""
+    monkeypatch.setenv("VZ_MERGE_THRESHOLD", "1")
+    rng = np.random.default_rng(9)
+    create(vz, "c", DIMS, "dot-product")
+    write(vz, "c", [rec(f"v{i:03d}", rng.normal(size=DIMS)) for i in range(60)])
+    write(vz, "c", [rec(f"v{i:03d}", rng.normal(size=DIMS)) for i in range(0, 60, 3)], upsert=True)
+    vz("delete-vectors", "c", "--ids", *[f"v{i:03d}" for i in range(1, 60, 5)])
+    with sqlite3.connect(store / "catalog.sqlite3") as c:
+        ann_file, max_key, vc = c.execute("SELECT ann_file, ann_max_key, vector_count FROM indexes").fetchone()
+        assert max_key == c.execute("SELECT max(key) FROM vectors").fetchone()[0]
+    assert [p.name for p in (store / "indexes" / "c").glob("ann-*.usearch")] == [ann_file]
+    for _ in range(5):
+        q = [repr(float(x)) for x in rng.normal(size=DIMS)]
+        fast = vz("query", "c", "--vector", *q, "--top-k", "15", "--json").json()
+        slow = vz("query", "c", "--vector", *q, "--top-k", "15", "--exact", "--json").json()
+        assert_ann_close(fast["matches"], slow["matches"], "dot-product", 0.85)
+    assert vc == 60 - 12
