@@ -316,11 +316,11 @@ class RemoteBackend:
         """
         from vzcli.ndjson import LineError, read_records
 
-        dims = int(self.get_index(name)["config"]["dimensions"])
+        dims = (self.get_index(name).get("config") or {}).get("dimensions") or self.info(name)["dimensions"]
         errors: list[LineError] = []
         result = WriteResult(mutation_id="", count=0)
         with tempfile.TemporaryFile(prefix="vz-upload-") as tmp:
-            batches = self._spool(read_records(stream, dims, source, discard=discard, errors=errors), tmp)
+            batches = self._spool(read_records(stream, int(dims), source, discard=discard, errors=errors), tmp)
             result.discarded = len(errors)
             result.errors = [e.error.message for e in errors]
             if not batches:
