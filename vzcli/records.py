@@ -12,8 +12,6 @@ import orjson
 from vzcli.errors import InvalidVector, Unparsable
 from vzcli.limits import MAX_ID_BYTES, MAX_METADATA_BYTES, MAX_NAMESPACE_BYTES, is_utf8, utf8_len
 
-F32_MAX = float(np.finfo(np.float32).max)
-
 # vz's codes for the record errors Cloudflare documents no code for (README, Compatibility).
 CODE_ID = 40008
 CODE_DIMENSIONS = 40012
@@ -79,9 +77,12 @@ def check_vector(values: Any, dims: int, vid: str, *, raw_has_bool: bool = True,
     arr = arr.astype(np.float64)
     if not np.isfinite(arr).all():
         raise InvalidVector(prefix + "values must be finite numbers (no NaN or Infinity)", code=code)
-    if arr.size and float(np.abs(arr).max()) > F32_MAX:
-        raise InvalidVector(prefix + "values must fit in float32 (|x| <= 3.4e38)", code=code)
-    return arr.astype(np.float32)
+    with np.errstate(over="ignore"):
+        f32 = arr.astype(np.float32)
+    # a value that rounds to float32's largest finite value (as numpy prints it: 3.4028235e+38) fits
+    if not np.isfinite(f32).all():
+        raise InvalidVector(prefix + "values must fit in float32 (|x| <= 3.4028235e38)", code=code)
+    return f32
 
 
 def check_metadata(md: Any) -> tuple[dict[str, Any] | None, str | None]:
