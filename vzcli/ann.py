@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from vzcli.errors import StoreError
 from vzcli.store import Store
 
 USEARCH_METRIC = {"cosine": "cos", "euclidean": "l2sq", "dot-product": "ip"}
@@ -146,13 +147,20 @@ def publish(idx: Any, d: Path, seq: int) -> str:
     d.mkdir(parents=True, exist_ok=True)
     name = f"ann-{seq:012d}-{os.getpid()}-{os.urandom(3).hex()}.usearch"
     tmp = d / f".tmp-{os.getpid()}-{name}"
-    idx.save(str(tmp))
-    fd = os.open(tmp, os.O_RDONLY)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, d / name)
+        idx.save(str(tmp))
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, d / name)
+    except (OSError, RuntimeError) as e:
+        # usearch says only "Failed to serialize into stream" when the disk is full or a file size
+        # limit is hit; never leave the partial file taking up the space that ran out
+        tmp.unlink(missing_ok=True)
+        detail = getattr(e, "strerror", None) or str(e)
+        raise StoreError(f"Cannot save an ANN file in {d}: {detail} (is the disk full or read-only?)") from None
     _fsync_dir(d)
     return name
 
