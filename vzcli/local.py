@@ -27,10 +27,12 @@ from vzcli.errors import (
     InvalidVector,
     MetadataIndexError,
     QueryDimensionMismatch,
+    StoreError,
     TopKTooLarge,
     Unparsable,
     UsageError,
     VectorNotFound,
+    VzError,
 )
 from vzcli.filters import extract, to_index_value  # light: no numpy
 from vzcli.store import Store, now_iso
@@ -205,7 +207,7 @@ class LocalBackend:
                                                                result.count)
         result.discarded = len(errors)
         result.errors = [e.error.message for e in errors]
-        self._maintain(name)
+        self._maintain(name, result.mutation_id)
         return result
 
     def _apply(self, conn: sqlite3.Connection, row: dict[str, Any], props: dict[str, tuple[int, str]],
@@ -292,13 +294,20 @@ class LocalBackend:
             result.deleted = len(keys)
             conn.execute("UPDATE indexes SET vector_count = vector_count - ? WHERE id = ?", (len(keys), row["id"]))
             _, result.mutation_id = self.store.record_mutation(conn, row["id"], "delete", len(keys))
-        self._maintain(name)
+        self._maintain(name, result.mutation_id)
         return result
 
-    def _maintain(self, name: str) -> None:
+    def _maintain(self, name: str, mutation_id: str) -> None:
+        """Merge the ANN file after a committed write; a failure says the write itself is safe."""
         from vzcli import ann
 
-        ann.maintain(self.store, name)
+        try:
+            ann.maintain(self.store, name)
+        except (VzError, OSError, RuntimeError, ValueError) as e:
+            detail = e.message if isinstance(e, VzError) else (getattr(e, "strerror", None) or str(e))
+            raise StoreError(f"The write was committed (mutation {mutation_id}), but updating the ANN file of "
+                             f"{name!r} failed: {detail}. Queries stay correct (recent writes are searched "
+                             f"exactly); the next write or 'vz optimize {name}' retries.") from None
 
     def optimize(self, name: str) -> dict[str, Any]:
         """Merge the delta and drop tombstones: rebuild the ANN file from SQLite."""
