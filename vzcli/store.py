@@ -230,5 +230,6 @@ def _translate(e: sqlite3.DatabaseError, store: Store, waited: float) -> Excepti
     if "readonly" in msg or "read-only" in msg:
         return StoreError(f"The store {store.path} is read-only: {msg}")
     if "disk" in msg or "full" in msg:
-        return StoreError(f"Cannot write to the store {store.path}: {msg}")
+        # SQLite reports a full disk or a file-size limit (EFBIG) as "disk I/O error" or "disk is full"
+        return StoreError(f"Cannot write to the store {store.path}: {msg} (is the disk full?); nothing was changed")
     return StoreError(f"Store error in {store.path}: {msg}")
