@@ -131,8 +131,22 @@ class Store:
             except OSError as e:
                 raise StoreError(f"Cannot create the store at {self.path}: {e.strerror or e}") from None
         try:
-            conn = sqlite3.connect(self.catalog_path, isolation_level=None, check_same_thread=False,
-                                   timeout=self.lock_timeout)
+            try:
+                conn = self._connect(self.catalog_path)
+            except sqlite3.OperationalError:
+                if os.access(self.path, os.W_OK):
+                    raise
+                conn = self._connect_read_only()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"Cannot open the catalog {self.catalog_path}: {e}") from None
+        self._conn = conn
+        self._migrate(conn)
+        return conn
+
+    def _connect(self, target: str | Path, uri: bool = False) -> sqlite3.Connection:
+        conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=self.lock_timeout,
+                               uri=uri)
+        try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout * 1000)}")
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
             if mode != "wal":
@@ -142,11 +156,30 @@ class Store:
                     pass  # read-only store: stay in its current mode
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = OFF")
-        except sqlite3.DatabaseError as e:
-            raise StoreError(f"Cannot open the catalog {self.catalog_path}: {e}") from None
-        self._conn = conn
-        self._migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """Open a store in a directory we cannot write to (read-only mount, other owner).
+
+        A WAL database needs its -shm file: `mode=ro` works while one exists (a writer elsewhere
+        has the store open). Without one, `immutable=1` reads the file as it is, which is right
+        only when no committed data waits in the -wal file, so that case is refused.
+        """
+        from urllib.parse import quote
+
+        base = "file:" + quote(str(self.catalog_path.resolve()))
+        try:
+            return self._connect(base + "?mode=ro", uri=True)
+        except sqlite3.OperationalError:
+            wal = self.catalog_path.with_name(CATALOG + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                raise StoreError(f"The store {self.path} is read-only and its write-ahead log "
+                                 f"({wal.name}) holds changes not yet folded into the catalog; run any vz "
+                                 "command on it once with write access") from None
+            return self._connect(base + "?immutable=1", uri=True)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
