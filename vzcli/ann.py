@@ -200,8 +200,11 @@ def _alive(pid: int) -> bool:
 @contextmanager
 def merge_lock(d: Path, *, wait: bool):
     """An advisory lock so that only one process merges an index at a time."""
-    d.mkdir(parents=True, exist_ok=True)
-    fd = os.open(d / "merge.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        fd = os.open(d / "merge.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise StoreError(f"Cannot lock {d / 'merge.lock'}: {e.strerror or e} (is the store read-only?)") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
