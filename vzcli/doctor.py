@@ -33,7 +33,7 @@ import numpy as np
 import orjson
 
 from vzcli import ann, limits
-from vzcli.errors import IndexNotFound
+from vzcli.errors import IndexNotFound, StoreError
 from vzcli.store import Store
 
 ERROR = "error"
@@ -320,11 +320,14 @@ def _probe(path: Path, row: dict[str, Any]) -> str | None:
 def _check_orphan_files(d: Path, keep: str | None, name: str, report: Report) -> None:
     if not d.is_dir():
         return
-    with ann.merge_lock(d, wait=False) as got:
-        if not got:
-            return  # a merge is publishing right now: its new file is not an orphan yet
-        stale = [p.name for p in sorted(d.iterdir()) if p.name != keep and p.name != "merge.lock"
-                 and (p.name.startswith("ann-") or (p.name.startswith(".tmp-") and not _tmp_alive(p.name)))]
+    try:
+        with ann.merge_lock(d, wait=False) as got:
+            if not got:
+                return  # a merge is publishing right now: its new file is not an orphan yet
+            stale = [p.name for p in sorted(d.iterdir()) if p.name != keep and p.name != "merge.lock"
+                     and (p.name.startswith("ann-") or (p.name.startswith(".tmp-") and not _tmp_alive(p.name)))]
+    except StoreError:
+        return  # a read-only store: nothing can be swept, and no writer can be publishing
     if stale:
         report.problems.append(Problem(name, "files.orphans", f"{len(stale)} stale file(s) in {d}: "
                                                               + ", ".join(stale[:MAX_EXAMPLES]), WARNING, fix="sweep"))
