@@ -103,8 +103,10 @@ def _silence_stdout() -> None:
 
 
 def usage(msg: str) -> typer.Exit:
-    """Report a usage error (exit 2) from inside a command."""
-    render.error(msg)
+    """Report a usage error (exit 2) from inside a command, with the code every usage error carries."""
+    from vzcli.errors import UsageError
+
+    render.error(f"{msg} [code: {UsageError.code}]")
     return typer.Exit(int(ExitCode.USAGE))
 
 
