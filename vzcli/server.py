@@ -259,8 +259,20 @@ class VzApp:
             b = self._local.backend = LocalBackend(Store(self.store_path))
         return b
 
-    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await run_in_threadpool(lambda: fn(self.backend(), *args, **kwargs))
+    async def read(self, fn: Callable[[Any], Any]) -> Any:
+        """Run a read on the event loop thread itself.
+
+        Reads never wait for a lock (WAL snapshots) and a query costs about a millisecond, so
+        handing it to a worker thread costs more than it saves: on 2 busy cores the two thread
+        switches and the GIL hand-over tripled the p50 latency of one client and lowered the
+        throughput of two (bench/bench_http.py; docs/server.md has the figures).
+        """
+        return fn(self.backend())
+
+    async def write(self, fn: Callable[[Any], Any]) -> Any:
+        """Run a write in the thread pool: it may wait up to VZ_LOCK_TIMEOUT for SQLite's write
+        lock (a CLI process writing the same store), and the loop must keep serving reads."""
+        return await run_in_threadpool(lambda: fn(self.backend()))
 
     # --- ASGI ---
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -287,6 +299,9 @@ class VzApp:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
                 await run_in_threadpool(_warm_up)
+                # open the catalog on the loop thread (reads run there), so a pending schema
+                # migration happens now rather than inside the first request
+                self.backend().store.conn()
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
@@ -305,7 +320,7 @@ class VzApp:
     async def dispatch(self, request: Request) -> Response:
         if not self._authorised(request):
             return error_response(ApiError(AUTH[1], code=AUTH[0], status=401))
-        path = request.url.path
+        path = request.scope["path"]  # already percent-decoded; cheaper than request.url
         if path.startswith(API_PREFIX):
             path = path[len(API_PREFIX):]
         elif path != "/openapi.json":
@@ -331,7 +346,7 @@ class VzApp:
 
     # --- indexes ---
     async def list_indexes(self, request: Request, messages: list[Any]) -> Any:
-        return await self.call(lambda b: b.list_indexes())
+        return await self.read(lambda b: b.list_indexes())
 
     async def create_index(self, request: Request, messages: list[Any]) -> Any:
         from vzcli.errors import InvalidConfig
@@ -345,18 +360,18 @@ class VzApp:
         dims = _field(config, "dimensions", (int,), "an integer")
         metric = _field(config, "metric", (str,), "a string")
         preset = _field(config, "preset", (str,), "a string")
-        return await self.call(lambda b: b.create_index(name, dimensions=dims, metric=metric, preset=preset,
+        return await self.write(lambda b: b.create_index(name, dimensions=dims, metric=metric, preset=preset,
                                                         description=description))
 
     async def get_index(self, request: Request, messages: list[Any], name: str) -> Any:
-        return await self.call(lambda b: b.get_index(name))
+        return await self.read(lambda b: b.get_index(name))
 
     async def delete_index(self, request: Request, messages: list[Any], name: str) -> Any:
-        await self.call(lambda b: b.delete_index(name))
+        await self.write(lambda b: b.delete_index(name))
         return None
 
     async def info(self, request: Request, messages: list[Any], name: str) -> Any:
-        return await self.call(lambda b: b.info(name))
+        return await self.read(lambda b: b.info(name))
 
     # --- vectors ---
     async def insert(self, request: Request, messages: list[Any], name: str) -> Any:
@@ -381,7 +396,7 @@ class VzApp:
             fn = b.upsert if upsert else b.insert
             return fn(name, BytesIO(payload), source="request body", discard=discard)
 
-        res = await self.call(write)
+        res = await self.write(write)
         if res.discarded:
             messages.append({"code": 0, "message": f"discarded {res.discarded} unparsable line(s): "
                                                    + "; ".join(res.errors[:10])})
@@ -410,17 +425,17 @@ class VzApp:
         def warn(msg: str) -> None:
             messages.append({"code": 0, "message": msg})
 
-        return await self.call(lambda b: b.query(
+        return await self.read(lambda b: b.query(
             name, vector=vector, vector_id=vector_id, top_k=top_k, return_values=return_values,
             return_metadata=return_metadata, namespace=namespace, filter=flt, warn=warn))
 
     async def get_by_ids(self, request: Request, messages: list[Any], name: str) -> Any:
         ids = _ids(await _json_body(request), limits.GET_BY_IDS_MAX)
-        return await self.call(lambda b: b.get_by_ids(name, ids))
+        return await self.read(lambda b: b.get_by_ids(name, ids))
 
     async def delete_by_ids(self, request: Request, messages: list[Any], name: str) -> Any:
         ids = _ids(await _json_body(request), limits.DELETE_BY_IDS_MAX)
-        res = await self.call(lambda b: b.delete_by_ids(name, ids))
+        res = await self.write(lambda b: b.delete_by_ids(name, ids))
         return {"mutationId": res.mutation_id}
 
     async def list_vectors(self, request: Request, messages: list[Any], name: str) -> Any:
@@ -433,7 +448,7 @@ class VzApp:
                 raise UsageError(f"count must be between 1 and {limits.LIST_COUNT_MAX}, got {raw!r}",
                                  code=40051) from None
         cursor = _query_param(request, "cursor") or None
-        return await self.call(lambda b: b.list_vectors(name, count=count, cursor=cursor))
+        return await self.read(lambda b: b.list_vectors(name, count=count, cursor=cursor))
 
     # --- metadata indexes ---
     async def create_metadata_index(self, request: Request, messages: list[Any], name: str) -> Any:
@@ -444,16 +459,16 @@ class VzApp:
         def warn(msg: str) -> None:
             messages.append({"code": 0, "message": msg})
 
-        res = await self.call(lambda b: b.create_metadata_index(name, prop, itype, warn=warn))
+        res = await self.write(lambda b: b.create_metadata_index(name, prop, itype, warn=warn))
         return {"mutationId": res["mutationId"]}
 
     async def list_metadata_indexes(self, request: Request, messages: list[Any], name: str) -> Any:
-        return await self.call(lambda b: b.list_metadata_indexes(name))
+        return await self.read(lambda b: b.list_metadata_indexes(name))
 
     async def delete_metadata_index(self, request: Request, messages: list[Any], name: str) -> Any:
         body = await _json_body(request)
         prop = _field(body, "propertyName", (str,), "a string", required=True)
-        res = await self.call(lambda b: b.delete_metadata_index(name, prop))
+        res = await self.write(lambda b: b.delete_metadata_index(name, prop))
         return {"mutationId": res["mutationId"]}
 
 
