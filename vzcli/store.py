@@ -139,8 +139,14 @@ class Store:
                 conn = self._connect_read_only()
         except sqlite3.DatabaseError as e:
             raise StoreError(f"Cannot open the catalog {self.catalog_path}: {e}") from None
-        self._conn = conn
-        self._migrate(conn)
+        self._conn = conn  # _migrate writes through self.write(), which needs it
+        try:
+            self._migrate(conn)
+        except BaseException:
+            # a schema this vz cannot use must stay unusable, not be served on the next call
+            self._conn = None
+            conn.close()
+            raise
         return conn
 
     def _connect(self, target: str | Path, uri: bool = False) -> sqlite3.Connection:
