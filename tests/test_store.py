@@ -69,6 +69,11 @@ def test_newer_schema_is_a_clear_store_error(tmp_path, store, vz) -> None:
             pass
     assert f"schema version {SCHEMA_VERSION + 1}" in ei.value.message and "upgrade vz" in ei.value.message
     assert ei.value.code == 1002
+    with pytest.raises(StoreError):  # the same Store object (a server's) keeps refusing it
+        with s.read():
+            pass
+    with pytest.raises(StoreError):
+        LocalBackend(s).list_indexes()
     err = fails(vz("list", "--json"), 1, 1002)
     assert "newer than this vz understands" in err
     fails(vz("insert", "docs", "--file", "-", input='{"id":"a","values":[1,2,3]}\n'), 1, 1002)
