@@ -5,13 +5,14 @@ that it has an HNSW file, dead nodes (upserts, deletes) and a delta; one metadat
 halfway, so half the vectors are not covered by it. Every query runs through `LocalBackend.query`
 and is compared with numpy distances over the vectors for which `vzcli.filters.evaluate` holds:
 exact on the exact path (and with `exact=True`), recall >= 0.9 on the HNSW path, and fewer than
-top-k results only when fewer vectors match.
+top-k results only when fewer vectors match. VZ_HYPOTHESIS_EXAMPLES=2000 makes it a soak test.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,7 +190,7 @@ def _plan_path(m: Model, q: np.ndarray, raw: dict[str, Any] | None, ns: str | No
 def test_planner_matches_brute_force(model: Model) -> None:
     stats = {"paths": set(), "hits": 0, "total": 0}
 
-    @settings(max_examples=70, deadline=None, database=None,
+    @settings(max_examples=int(os.environ.get("VZ_HYPOTHESIS_EXAMPLES", "70")), deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(seed=st.integers(0, 2**32 - 1), raw=st.one_of(st.none(), FILTERS, FILTERS, FILTERS),
            ns=st.sampled_from([None, None, "ns1", "ns2", "ns3"]), k=st.sampled_from([1, 3, 10, 20, 50]))
