@@ -289,7 +289,9 @@ def test_query_errors(client: TestClient) -> None:
           "Failed to parse the request body as JSON: returnMetadata: expected value")
     fails(client.post(q, json={"vector": [1, 0, 0], "returnMetadata": "some"}), 400, 40026)
     fails(client.post(q, json={"vector": [1, 0, 0], "returnValues": "yes"}), 400, 40026)
-    fails(client.post(q, json={"vector": [1, "x", 0]}), 400, 40026)
+    fails(client.post(q, json={"vector": [1, "x", 0]}), 400, 40006,
+          "invalid query vector, values must all be numbers that fit in float32")
+    fails(client.post(q, json={"vector": [1, True, 0]}), 400, 40006)
     fails(client.post(q, json={"vector": [1, 0]}), 400, 40006,
           "invalid query vector, expected 3 dimensions, and got 2 dimensions")
     fails(client.post(q, json={"vector": [1, 0, 0], "topK": 101}), 400, 40025, "max top K is 100, but got 101")
