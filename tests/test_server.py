@@ -492,3 +492,21 @@ def test_requests_are_safe_while_cli_processes_write(tmp_path: Path) -> None:
             assert json.loads(r.read())["result"]["vectorCount"] == 900
     finally:
         assert stop_server(proc) == 0
+
+
+def test_serve_fails_cleanly_on_an_unreadable_store_or_a_busy_port(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "catalog.sqlite3").write_bytes(b"not a database, just bytes " * 10)
+    cmd = [sys.executable, "-m", "vzcli", "serve", "--host", "127.0.0.1"]
+    p = subprocess.run([*cmd, "--port", "0", "--store", str(bad)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1
+    assert "file is not a database [code: 1002]" in p.stderr and "Traceback" not in p.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        p = subprocess.run([*cmd, "--port", str(port), "--store", str(tmp_path / "s")], capture_output=True,
+                           text=True, timeout=60)
+    assert p.returncode == 1
+    assert "address already in use" in p.stderr and "Traceback" not in p.stderr

@@ -7,10 +7,11 @@ retries a 409 twice. The routing is a small table of regular expressions rather 
 router, so that unknown routes, wrong methods and bad bodies all get the same envelope, and so a
 query costs as little as possible on top of the core (see bench/bench_http.py).
 
-The core is synchronous (SQLite, usearch): handlers run in Starlette's thread pool, and each worker
-thread keeps its own `LocalBackend`/`Store`, because a `Store` holds one sqlite3 connection that
-must not be shared between threads. SQLite's WAL and busy timeout make requests safe while CLI
-processes write the same store.
+The core is synchronous (SQLite, usearch). Reads run on the event loop thread (a read never waits
+for a lock and costs about a millisecond); writes, which may wait for SQLite's write lock, run in
+Starlette's thread pool. Each thread keeps its own `LocalBackend`/`Store`, because a `Store` holds
+one sqlite3 connection that must not be shared between threads. SQLite's WAL and busy timeout make
+requests safe while CLI processes write the same store.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ from vzcli.errors import BodyTooLarge, TooManyIds, UsageError, VzError
 API_PREFIX = "/client/v4"
 INDEXES = "/accounts/{account_id}/vectorize/v2/indexes"
 
-# Codes for failures that happen before a Vectorize operation runs. 7003/7001/10000 are the
-# generic Cloudflare API codes; 40026 is Vectorize's "request body" code; the rest are vz's
-# choices where Cloudflare's is unknown (the README's Compatibility section lists them).
+# Codes for failures that happen before a Vectorize operation runs. 7003 and 10000 are
+# Cloudflare's generic "no route" and authentication codes; 40026 is Vectorize's "request body"
+# code. 7001 for a wrong method is vz's choice: Cloudflare answers one with 10000 ("PUT method not
+# allowed for the api_token authentication scheme"), which wrangler would take for an auth failure
+# and follow with a whoami. docs/server.md lists every code.
 NO_ROUTE = (7003, "No route for the URI")
 BAD_METHOD = (7001, "Method not allowed")
 AUTH = (10000, "Authentication error")
@@ -299,11 +302,16 @@ class VzApp:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
                 await run_in_threadpool(_warm_up)
-                # open the catalog on the loop thread (reads run there), so a pending schema
-                # migration happens now rather than inside the first request
-                self.backend().store.conn()
+                try:
+                    # open the catalog on the loop thread (reads run there), so a pending schema
+                    # migration, or a store vz cannot read, shows now rather than in a request
+                    self.backend().store.conn()
+                except VzError as e:
+                    await send({"type": "lifespan.startup.failed", "message": f"{e.message} [code: {e.code}]"})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
+                self.backend().store.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

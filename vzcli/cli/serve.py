@@ -66,6 +66,9 @@ def serve(
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run()
+    except SystemExit:  # uvicorn exits (3) when start-up fails; it has logged why
+        if server.started:
+            raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
