@@ -291,3 +291,16 @@ def test_export_round_trips_through_insert(vz, docs, tmp_path) -> None:
     assert snapshot(vz, "copy")[1:] == snapshot(vz, docs)[1:]
     lines = vz("export", docs, "--namespace", "n").stdout.splitlines()
     assert [json.loads(x)["id"] for x in lines] == ["b"]
+
+
+def test_bad_line_after_several_chunks_rolls_everything_back(vz, docs) -> None:
+    """Records are applied in chunks of 2000 inside one transaction: a bad line 2600 undoes them all."""
+    write(vz, docs, [rec("keep", [1, 1, 1], metadata={"k": 1})])
+    before = snapshot(vz, docs)
+    text = ndjson([rec(f"n{i:05d}", [i, 1, 2]) for i in range(2599)]) + '{"id": "bad", "values": [1]}\n'
+    err = fails(vz("upsert", docs, "--file", "-", input=text), 1, 40012)
+    assert "<stdin>:2600:" in err
+    assert snapshot(vz, docs) == before
+    r = vz("upsert", docs, "--file", "-", "--unparsable-behavior", "discard", "--json", input=text)
+    assert r.exit_code == 0 and r.json()["count"] == 2599 and r.json()["discarded"] == 1
+    assert vz("info", docs, "--json").json()["vectorCount"] == 2600
