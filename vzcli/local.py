@@ -252,6 +252,7 @@ class LocalBackend:
             if cur.rowcount == 0:
                 continue
             new += 1
+            assert cur.lastrowid is not None  # a row was inserted
             _index_values(props, rec, cur.lastrowid, mv)
         if mv:
             conn.executemany("INSERT OR IGNORE INTO mvals(prop_id, val, key) VALUES (?,?,?)", mv)
