@@ -221,3 +221,10 @@ def test_cosine_zero_vector_scores_zero(vz) -> None:
     write(vz, "z", [rec("zero", [0, 0]), rec("x", [1, 0])])
     out = _q(vz, "z", "--vector", "1", "0", "--top-k", "2")
     assert out["matches"] == [{"id": "x", "score": 1.0}, {"id": "zero", "score": 0.0}]
+
+
+def test_negative_numbers_after_vector(vz, docs) -> None:
+    out = _q(vz, docs, "--vector", "-1", "-0", "0", "--top-k", "3")
+    assert out["matches"][-1] == {"id": "a", "score": -1.0}
+    out = _q(vz, docs, "--top-k", "3", "--vector", "-1e0", "-1.0", "-0.0")
+    assert out["matches"][-1] == {"id": "c", "score": pytest.approx(-1.0), "namespace": "ns2"}
