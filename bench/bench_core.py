@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import common  # noqa: E402
-from bench.common import OUT, PY, VZ, interleaved, med, ms, wall  # noqa: E402
+from bench.common import OUT, PY, VZ, interleaved, med, ms, wall_cpu  # noqa: E402
 from bench.results import update_section  # noqa: E402
 
 FLOOR = [PY, "-c", "import numpy, usearch.index"]
@@ -151,10 +151,13 @@ def part_a1(n: int, dim: int, runs: int, argv: list[str], write: bool) -> None:
     def query() -> float:
         state["i"] += 1
         f = qfiles[state["i"] % len(qfiles)]
-        return wall([VZ, "--store", str(store), "query", "q", "--vector-file", str(f), "--top-k", "10", "--json"])
+        return wall_cpu([VZ, "--store", str(store), "query", "q", "--vector-file", str(f), "--top-k", "10", "--json"])
 
-    res = interleaved({"floor": lambda: wall(FLOOR), "query": query}, runs, warmup=3)
+    both = interleaved({"floor": lambda: wall_cpu(FLOOR), "query": query}, runs, warmup=3)
+    res = {k: [x[0] for x in v] for k, v in both.items()}
+    cpu = {k: [x[1] for x in v] for k, v in both.items()}
     ratio = med(res["query"]) / med(res["floor"])
+    cratio = med(cpu["query"]) / med(cpu["floor"])
     row = _catalog(store, "q")
     text = f"""## A1. Whole-process `vz query --json` ({n:,} x {dim}, cosine, top-k 10)
 
@@ -165,14 +168,16 @@ HNSW file of {row["ann_nodes"]:,} nodes, delta {row["delta"]}) against the floor
 `python -c "import numpy, usearch.index"`; {runs} runs each, interleaved after 3 warm-up rounds
 (warm page cache).
 
-| | median | p10 | p90 |
-|---|---:|---:|---:|
-| floor: import numpy, usearch.index | {ms(med(res["floor"]))} | {ms(common.pct(res["floor"], 10))} | {ms(common.pct(res["floor"], 90))} |
-| vz query --json | {ms(med(res["query"]))} | {ms(common.pct(res["query"], 10))} | {ms(common.pct(res["query"], 90))} |
+| | wall median | wall p10 | wall p90 | CPU (user+sys) median |
+|---|---:|---:|---:|---:|
+| floor: import numpy, usearch.index | {ms(med(res["floor"]))} | {ms(common.pct(res["floor"], 10))} | {ms(common.pct(res["floor"], 90))} | {ms(med(cpu["floor"]))} |
+| vz query --json | {ms(med(res["query"]))} | {ms(common.pct(res["query"], 10))} | {ms(common.pct(res["query"], 90))} | {ms(med(cpu["query"]))} |
 
-{_goal(ratio <= 1.5, f"vz query takes {ratio:.2f}x the floor (goal <= 1.5x).")}
+{_goal(ratio <= 1.5, f"vz query takes {ratio:.2f}x the floor in wall time (goal <= 1.5x).")}
+In CPU time (user+sys of the child, much less sensitive to the other jobs on the machine) the ratio
+is {cratio:.2f}x{" (also within the goal)" if cratio <= 1.5 else " (over the goal's bound)"}.
 """
-    if ratio > 1.5:
+    if ratio > 1.5 or cratio > 1.5:
         text += ("\nImport-time breakdown (`python -X importtime -c \"import vzcli.cli\"`, top entries by "
                  "cumulative time):\n\n" + importtime_top() + "\n")
     print(text)
@@ -216,21 +221,25 @@ def part_a2(big: int, small: int, dim: int, runs: int, argv: list[str], write: b
             f = OUT / f"a2-{label}-{mode}.ndjson"
             f.write_bytes(_ndjson_bytes(ids, vecs))
             before = _catalog(s, "u")
-            t = wall([VZ, "--store", str(s), "upsert", "u", "--file", str(f)])
+            t, c = wall_cpu([VZ, "--store", str(s), "upsert", "u", "--file", str(f)])
             after = _catalog(s, "u")
             if after["ann_file"] != before["ann_file"]:
                 events.append(f"{label}/{mode}: the HNSW file was rebuilt/merged in one run "
                               f"({t:.2f} s; delta was {before['delta']})")
-            return t
+            return t, c
 
         return run
 
     cmds = {f"{lab}-{mode}": make(lab, mode) for lab in ("big", "small") for mode in ("new", "replace")}
-    res = interleaved(cmds, runs, warmup=1)
+    both = interleaved(cmds, runs, warmup=1)
+    res = {k: [x[0] for x in v] for k, v in both.items()}
+    cpu = {k: [x[1] for x in v] for k, v in both.items()}
     rows = {s: _catalog(stores[s][0], "u") for s in stores}
     r_new = med(res["big-new"]) / med(res["small-new"])
     r_rep = med(res["big-replace"]) / med(res["small-replace"])
-    lines = "\n".join(f"| {k} | {ms(med(v))} | {ms(common.pct(v, 10))} | {ms(common.pct(v, 90))} |"
+    c_new = med(cpu["big-new"]) / med(cpu["small-new"])
+    c_rep = med(cpu["big-replace"]) / med(cpu["small-replace"])
+    lines = "\n".join(f"| {k} | {ms(med(v))} | {ms(common.pct(v, 10))} | {ms(common.pct(v, 90))} | {ms(med(cpu[k]))} |"
                       for k, v in res.items())
     text = f"""## A2. `vz upsert` of 10 vectors: {big:,} x {dim} vs {small:,} x {dim}
 
@@ -243,11 +252,12 @@ warm-up round. VZ_MERGE_THRESHOLD is the default 2000; at the end the big index 
 {"no HNSW file (below the threshold, searched exactly)" if rows["small"]["ann_file"] is None else "an HNSW file"}.
 Merges/rebuilds during timed runs: {"; ".join(events) if events else "none"}.
 
-| case | median | p10 | p90 |
-|---|---:|---:|---:|
+| case | wall median | wall p10 | wall p90 | CPU (user+sys) median |
+|---|---:|---:|---:|---:|
 {lines}
 
-{_goal(r_new <= 2 and r_rep <= 2, f"big/small = {r_new:.2f}x for new ids, {r_rep:.2f}x for replaced ids (goal <= 2x).")}
+{_goal(r_new <= 2 and r_rep <= 2, f"big/small wall time = {r_new:.2f}x for new ids, {r_rep:.2f}x for replaced ids (goal <= 2x).")}
+In CPU time: {c_new:.2f}x for new ids, {c_rep:.2f}x for replaced ids.
 """
     print(text)
     if write:
