@@ -267,8 +267,8 @@ class VzApp:
 
         Reads never wait for a lock (WAL snapshots) and a query costs about a millisecond, so
         handing it to a worker thread costs more than it saves: on 2 busy cores the two thread
-        switches and the GIL hand-over tripled the p50 latency of one client and lowered the
-        throughput of two (bench/bench_http.py; docs/server.md has the figures).
+        switches and the GIL hand-over more than tripled the p50 latency of one client and
+        lowered the throughput of two (bench/bench_http.py --quick; docs/server.md).
         """
         return fn(self.backend())
 
