@@ -306,9 +306,10 @@ class LocalBackend:
             ann.maintain(self.store, name)
         except (VzError, OSError, RuntimeError, ValueError) as e:
             detail = e.message if isinstance(e, VzError) else (getattr(e, "strerror", None) or str(e))
-            raise StoreError(f"The write was committed (mutation {mutation_id}), but updating the ANN file of "
-                             f"{name!r} failed: {detail}. Queries stay correct (recent writes are searched "
-                             f"exactly); the next write or 'vz optimize {name}' retries.") from None
+            cls = type(e) if isinstance(e, StoreError) else StoreError  # keeps 1003 for a lock timeout
+            raise cls(f"The write was committed (mutation {mutation_id}), but updating the ANN file of "
+                      f"{name!r} failed: {detail}. Queries stay correct (recent writes are searched "
+                      f"exactly); the next write or 'vz optimize {name}' retries.") from None
 
     def optimize(self, name: str) -> dict[str, Any]:
         """Merge the delta and drop tombstones: rebuild the ANN file from SQLite."""
@@ -497,6 +498,7 @@ class LocalBackend:
             cur = conn.execute("INSERT INTO metadata_indexes(index_id, property_name, index_type, created_on) "
                                "VALUES (?,?,?,?)", (row["id"], property_name, index_type, now_iso()))
             pid = cur.lastrowid
+            assert pid is not None
             covered = 0
             if backfill:
                 batch: list[tuple[int, Any, int]] = []
