@@ -271,6 +271,7 @@ def maintain(store: Store, name: str, *, force: str | None = None, threads: int 
                 start_key, nodes0, tomb = 0, 0, 0
             else:
                 start_key, nodes0 = row["ann_max_key"], row["ann_nodes"]
+                assert idx is not None
                 removable = [k for k in dead if k <= start_key]
                 if removable:
                     idx.remove(np.asarray(removable, dtype=np.uint64))

@@ -12,6 +12,8 @@ import orjson
 from vzcli.errors import InvalidVector, Unparsable
 from vzcli.limits import MAX_ID_BYTES, MAX_METADATA_BYTES, MAX_NAMESPACE_BYTES, is_utf8, utf8_len
 
+F32_MAX = float(np.finfo(np.float32).max)
+
 # vz's codes for the record errors Cloudflare documents no code for (README, Compatibility).
 CODE_ID = 40008
 CODE_DIMENSIONS = 40012

@@ -61,7 +61,8 @@ def _cond(index_id: int, namespace: str | None, comp: Compiled | None, *, drive:
     """
     plain = not by_key and not (drive and comp is not None and comp.driver)
     plus = "" if plain else "+"
-    parts, params = [f"{plus}v.index_id = ?"], [index_id]
+    parts: list[str] = [f"{plus}v.index_id = ?"]
+    params: list[Any] = [index_id]
     if namespace is not None:
         parts.append(f"{plus}v.namespace = ?")
         params.append(namespace)

@@ -14,7 +14,7 @@ import typer
 
 from vzcli import limits, render
 from vzcli.cli import State, app, complete_index, handled, usage
-from vzcli.errors import UsageError
+from vzcli.errors import ExitCode, UsageError
 
 NAME_HELP = "The name of the Vectorize index."
 JSON_HELP = "Return output as JSON."
@@ -60,7 +60,7 @@ def open_input(path: str) -> tuple[BinaryIO, str, int | None]:
     try:
         f = open(p, "rb")  # noqa: SIM115 (closed by the caller)
     except OSError as e:
-        raise UsageError(f"Cannot read {path}: {e.strerror}", code=40023, exit_code=1) from None
+        raise UsageError(f"Cannot read {path}: {e.strerror}", code=40023, exit_code=ExitCode.FAILURE) from None
     return f, path, os.fstat(f.fileno()).st_size
 
 
