@@ -227,3 +227,8 @@ def test_wrangler_reports_server_errors(wrangler: Wrangler, served_store: Served
     bad = Wrangler(served_store, tmp_path / "home2", token="wrong-token")
     r = bad("list", "--json")
     assert r.code == 1 and "Authentication error [code: 10000]" in r.stderr
+    # the global API key form (X-Auth-Key + X-Auth-Email) is accepted with the same token
+    key = Wrangler(served_store, tmp_path / "home3")
+    del key.env["CLOUDFLARE_API_TOKEN"]
+    key.env.update({"CLOUDFLARE_API_KEY": served_store.token or "", "CLOUDFLARE_EMAIL": "me@example.com"})
+    assert [i["name"] for i in key.ok("list", "--json").json()] == ["docs"]
