@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,3 +278,66 @@ def test_catalog_agrees_with_files_after_cli_writes(vz, store, monkeypatch) -> N
         slow = vz("query", "c", "--vector", *q, "--top-k", "15", "--exact", "--json").json()
         assert_ann_close(fast["matches"], slow["matches"], "dot-product", 0.85)
     assert vc == 60 - 12
+
+
+# --- readers while another process merges and sweeps files ---------------------------------------------
+
+WRITER = r"""
+set -u
+line() {  # a record with fresh random values, so that every upsert really replaces
+  printf '{"id":"%s","values":[%d,%d,%d,%d,%d,%d,%d,%d]}\n' "$1" $((RANDOM-16384)) $((RANDOM-16384)) \
+    $((RANDOM-16384)) $((RANDOM-16384)) $((RANDOM-16384)) $((RANDOM-16384)) $((RANDOM-16384)) $((RANDOM-16384))
+}
+i=0
+while [ ! -e "$STOP" ]; do
+  i=$((i+1))
+  { for j in 0 1 2 3 4 5; do line "w$((i % 2))-$j"; done; } | "$VZ" upsert ann --file - --json >/dev/null || exit 1
+  "$VZ" delete-vectors ann --ids "w$(((i + 1) % 2))-0" --json >/dev/null || exit 1
+done
+"""
+
+
+def test_queries_stay_right_while_another_process_merges(tmp_path, monkeypatch) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "s"
+    monkeypatch.setenv("VZ_MERGE_THRESHOLD", "3")
+    h = Harness(root, "cosine", seed=11)
+    h.insert(300)  # stable records the writer never touches; the first file
+    stop = tmp_path / "stop"
+    env = {**os.environ, "VZ_STORE": str(root), "VZ_MERGE_THRESHOLD": "3", "STOP": str(stop),
+           "VZ": str(Path(sys.executable).with_name("vz"))}
+    proc = subprocess.Popen(["bash", "-c", WRITER], env=env, stderr=subprocess.PIPE, text=True)
+    stable = sorted(h.model)
+    seen_files: set[str] = set()
+    hits = total = 0
+    try:
+        deadline = time.monotonic() + 90
+        while len(seen_files) < 3:  # until the writer has published (and swept) two more files
+            assert time.monotonic() < deadline, "the writer made no progress"
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else proc.returncode
+            reader = LocalBackend(Store(root))  # a fresh process-like reader each time
+            row = _row(reader.store, "ann")
+            if row["ann_file"]:
+                seen_files.add(row["ann_file"])
+            for vid in (stable[total % 300], stable[(total * 7 + 3) % 300]):
+                res = reader.query("ann", vector=h.model[vid].tolist(), top_k=3)
+                assert res["count"] == 3
+                total += 1
+                hits += res["matches"][0]["id"] == vid
+                if res["matches"][0]["id"] == vid:
+                    assert res["matches"][0]["score"] == pytest.approx(1.0)
+            reader.store.close()
+    finally:
+        stop.touch()
+        rc = proc.wait(timeout=120)
+    assert rc == 0, proc.stderr.read() if proc.stderr else rc
+    assert hits / total >= 0.95, (hits, total)
+    # the store is consistent afterwards: one file, every stable record there, exact == numpy
+    final = LocalBackend(Store(root))
+    assert {r["id"] for r in final.get_by_ids("ann", stable)} == set(stable)
+    files = [p.name for p in (root / "indexes" / "ann").glob("ann-*.usearch")]
+    assert files == [_row(final.store, "ann")["ann_file"]]
