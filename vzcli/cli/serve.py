@@ -38,7 +38,7 @@ def serve(
                                   help="Require `Authorization: Bearer <token>` (or `X-Auth-Key: <token>`) "
                                        "on every request."),
     access_log: bool = typer.Option(False, "--access-log/--no-access-log",
-                                    help="Log every request to stderr."),
+                                    help="Log every request (uvicorn's access log, on stdout)."),
 ) -> None:
     """Serve the store over Cloudflare's Vectorize REST API v2 (for wrangler, the SDK, curl).
 
