@@ -28,7 +28,7 @@ def error_code(stderr: str) -> int:
 
 
 def fails(r: Any, exit_code: int, code: int) -> str:
-    """Assert a failed command: exit code, Cloudflare code, nothing on stdout. Returns the error line."""
+    """Assert a failed command: its exit code and the Cloudflare code of its one error line. Returns stderr."""
     assert r.exit_code == exit_code, (r.exit_code, r.stdout, r.stderr)
     assert error_code(r.stderr) == code, r.stderr
     return r.stderr
