@@ -130,7 +130,7 @@ def check(store: Store, name: str | None = None) -> Report:
 
 
 def _rows(conn: sqlite3.Connection, name: str | None) -> list[dict[str, Any]]:
-    sql, params = "SELECT * FROM indexes", ()
+    sql, params = "SELECT * FROM indexes", ()  # type: tuple[str, tuple[str, ...]]
     if name is not None:
         sql, params = sql + " WHERE name = ?", (name,)
     cur = conn.execute(sql + " ORDER BY name", params)
@@ -287,6 +287,8 @@ def _check_ann_file(conn: sqlite3.Connection, row: dict[str, Any], path: Path) -
     from usearch.index import Index
 
     idx = Index.restore(str(path), view=True)
+    if idx is None:
+        return "missing"  # swept between the checks above and here
     keys = np.sort(np.asarray(idx.keys, dtype=np.int64))
     del idx
     want = np.fromiter((k for (k,) in conn.execute(
