@@ -85,9 +85,9 @@ import sys, time, numpy as np
 from usearch.index import Index
 arr = np.load(sys.argv[1])[: int(sys.argv[2])]
 idx = Index(ndim=arr.shape[1], metric="cos", dtype="f32", connectivity=16, expansion_add=128)
-t = time.perf_counter()
+c, t = time.process_time(), time.perf_counter()
 idx.add(np.arange(len(arr), dtype=np.uint64), arr, threads=0)
-print(time.perf_counter() - t)
+print(time.perf_counter() - t, time.process_time() - c)
 """
 
 
@@ -97,20 +97,30 @@ def part_a3(n: int, dim: int, runs: int, argv: list[str], write: bool) -> None:
     npy = OUT / f"data-{n}x{dim}-s0.npy"
     store = OUT / f"q-{n}x{dim}"  # the last build is the store A1 and A4 query
 
-    def vz_run() -> float:
-        t = common.build_store(store, "q", n, dim)
+    def vz_run() -> tuple[float, float]:
+        import shutil
+
+        shutil.rmtree(store, ignore_errors=True)
+        common.vz(store, "create", "q", "--dimensions", str(dim), "--metric", "cosine")
+        t, c = wall_cpu([VZ, "--store", str(store), "insert", "q", "--file", str(nd)])
         row = _catalog(store, "q")
         assert row["ann_file"] and row["ann_nodes"] == n, row
-        return t
+        print(f"  vz insert: {t:.1f} s wall, {c:.1f} s CPU", flush=True)
+        return t, c
 
-    def raw_run() -> float:
+    def raw_run() -> tuple[float, float]:
         r = subprocess.run([PY, "-c", RAW_ADD, str(npy), str(n)], check=True, capture_output=True, text=True)
-        return float(r.stdout.strip())
+        t, c = (float(x) for x in r.stdout.split())
+        print(f"  raw add: {t:.1f} s wall, {c:.1f} s CPU", flush=True)
+        return t, c
 
-    res = interleaved({"vz": vz_run, "raw": raw_run}, runs, warmup=0)
+    both = interleaved({"vz": vz_run, "raw": raw_run}, runs, warmup=0)
+    res = {k: [x[0] for x in v] for k, v in both.items()}
+    cpu = {k: [x[1] for x in v] for k, v in both.items()}
     vz_rate = n / med(res["vz"])
     raw_rate = n / med(res["raw"])
     ratio = vz_rate / raw_rate
+    cratio = med(cpu["raw"]) / med(cpu["vz"])
     size_nd = nd.stat().st_size / 1e6
     text = f"""## A3. Bulk `vz insert` vs raw usearch `add` ({n:,} x {dim}, cosine)
 
@@ -121,12 +131,15 @@ SQLite, HNSW build with threads=0, fsync'd save) against raw usearch
 `Index(ndim={dim}, metric="cos", dtype="f32", connectivity=16, expansion_add=128).add(keys, array, threads=0)`
 on the same array in a child process (the `add` call only). {runs} runs each, interleaved; median.
 
-| | runs (s) | median | vectors/s |
-|---|---|---:|---:|
-| vz insert (whole process) | {", ".join(f"{x:.1f}" for x in res["vz"])} | {med(res["vz"]):.1f} s | {vz_rate:,.0f} |
-| raw usearch add | {", ".join(f"{x:.1f}" for x in res["raw"])} | {med(res["raw"]):.1f} s | {raw_rate:,.0f} |
+| | wall runs (s) | wall median | vectors/s (wall) | CPU runs (s) | CPU median | vectors per CPU-second |
+|---|---|---:|---:|---|---:|---:|
+| vz insert (whole process) | {", ".join(f"{x:.1f}" for x in res["vz"])} | {med(res["vz"]):.1f} s | {vz_rate:,.0f} | {", ".join(f"{x:.1f}" for x in cpu["vz"])} | {med(cpu["vz"]):.1f} s | {n / med(cpu["vz"]):,.0f} |
+| raw usearch add | {", ".join(f"{x:.1f}" for x in res["raw"])} | {med(res["raw"]):.1f} s | {raw_rate:,.0f} | {", ".join(f"{x:.1f}" for x in cpu["raw"])} | {med(cpu["raw"]):.1f} s | {n / med(cpu["raw"]):,.0f} |
 
-{_goal(ratio >= 0.6, f"vz inserts at {ratio:.2f}x the raw usearch rate (goal >= 0.6x).")}
+{_goal(ratio >= 0.6, f"vz inserts at {ratio:.2f}x the raw usearch rate in wall time (goal >= 0.6x).")}
+Per CPU-second the ratio is {cratio:.2f}x. On an idle machine wall time, not CPU time, is what counts:
+the HNSW build runs on both cores in both cases, but vz's NDJSON parsing and SQLite writes run on one,
+so on an idle 2-core box vz's wall-time ratio would be lower than its CPU ratio.
 """
     print(text)
     if write:
@@ -355,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.quick:
         a.a1_n, a.a1_runs, a.a2_big, a.a2_runs, a.a3_n, a.a3_runs, a.a4_n, a.a4_queries = \
-            5000, 5, 5000, 3, 5000, 1, 5000, 50
+            5000, 5, 5000, 3, 2000, 1, 5000, 50
     write = not a.no_write and not a.quick
     os.environ.pop("VZ_MERGE_THRESHOLD", None)
     parts = a.only.split(",")

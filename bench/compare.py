@@ -88,16 +88,23 @@ def summarise(res: dict[str, Any], truth: np.ndarray, ftruth: dict[str, np.ndarr
         nq = len(s["ids"])
         lat = s["lat"]
         pts.append({"setting": s["setting"], "recall": common.recall_at_k(s["ids"], truth[:nq]),
-                    "p50": float(np.median(lat)), "p99": common.pct(lat, 99), "qps": len(lat) / sum(lat), "nq": nq})
+                    "p50": float(np.median(lat)), "p99": common.pct(lat, 99), "qps": len(lat) / sum(lat), "nq": nq,
+                    "cpu50": float(np.median(s["cpu"])) if s.get("cpu") else None})
     out["sweep"] = pts
     out["filtered"] = []
     for f in res["filtered"]:
         nq = len(f["ids"])
         out["filtered"].append({"label": f["label"], "recall": common.recall_at_k(f["ids"], ftruth[f["label"]][:nq]),
-                                "p50": float(np.median(f["lat"])), "p99": common.pct(f["lat"], 99)})
+                                "p50": float(np.median(f["lat"])), "p99": common.pct(f["lat"], 99),
+                                "cpu50": float(np.median(f["cpu"])) if f.get("cpu") else None})
     ok = [p for p in pts if p["recall"] >= TARGET_RECALL]
-    out["pick"] = min(ok, key=lambda p: p["p50"]) if ok else max(pts, key=lambda p: p["recall"])
+    out["pick"] = min(ok, key=lambda p: cost(p)) if ok else max(pts, key=lambda p: p["recall"])
     return out
+
+
+def cost(p: dict[str, Any]) -> float:
+    """CPU time per query where measured in-process, else wall time (see runner.timed)."""
+    return p["cpu50"] if p.get("cpu50") is not None else p["p50"]
 
 
 def fmt_ms(x: float | None) -> str:
@@ -105,32 +112,34 @@ def fmt_ms(x: float | None) -> str:
 
 
 def table(size: str, summ: dict[str, dict[str, Any]], flabels: list[str]) -> str:
-    head = ("| tool | version | ingest vec/s | setting (cheapest with recall@10 >= 0.95) | recall@10 | p50 | p99 | QPS | "
-            + " | ".join(f"filtered {lab}: p50 / recall" for lab in flabels) + " | disk | peak RSS |")
-    sep = "|" + "---|" * (10 + len(flabels))
+    head = ("| tool | version | ingest vec/s | setting (cheapest with recall@10 >= 0.95) | recall@10 | p50 | CPU p50 | p99 | QPS | "
+            + " | ".join(f"filtered {lab}: p50 / CPU / recall" for lab in flabels) + " | disk | peak RSS |")
+    sep = "|" + "---|" * (11 + len(flabels))
     rows = [head, sep]
     for tool, s in summ.items():
         if s.get("error"):
-            rows.append(f"| {tool} | {s.get('version') or '-'} | not measured: {s['error']} |" + " |" * (7 + len(flabels)))
+            rows.append(f"| {tool} | {s.get('version') or '-'} | not measured: {s['error']} |" + " |" * (8 + len(flabels)))
             continue
         p = s["pick"]
         fl = {f["label"]: f for f in s["filtered"]}
-        fcells = [f"{fmt_ms(fl[lab]['p50'])} / {fl[lab]['recall']:.3f}" if lab in fl else "n/a" for lab in flabels]
+        fcells = [f"{fmt_ms(fl[lab]['p50'])} / {fmt_ms(fl[lab].get('cpu50'))} / {fl[lab]['recall']:.3f}"
+                  if lab in fl else "n/a" for lab in flabels]
         rss = s["maxrss_kb"] / 1024
         if s.get("server_maxrss_kb"):
             rss_s = f"{rss:.0f} MB client, {s['server_maxrss_kb'] / 1024:.0f} MB server"
         else:
             rss_s = f"{rss:.0f} MB"
         rows.append(f"| {tool} | {s['version']} | {s['ingest_rate']:,.0f} | {p['setting']} | {p['recall']:.3f} | "
-                    f"{fmt_ms(p['p50'])} | {fmt_ms(p['p99'])} | {p['qps']:,.1f} | " + " | ".join(fcells)
+                    f"{fmt_ms(p['p50'])} | {fmt_ms(p.get('cpu50'))} | {fmt_ms(p['p99'])} | {p['qps']:,.1f} | " + " | ".join(fcells)
                     + f" | {s['disk_bytes'] / 1e6:.0f} MB | {rss_s} |")
     sweeps = []
     for tool, s in summ.items():
         if s.get("sweep") and len(s["sweep"]) > 1:
-            pts = ", ".join(f"{p['setting']}: {p['recall']:.3f} @ {fmt_ms(p['p50'])}" for p in s["sweep"])
+            pts = ", ".join(f"{p['setting']}: {p['recall']:.3f} @ {fmt_ms(p['p50'])} ({fmt_ms(p.get('cpu50'))} CPU)"
+                            for p in s["sweep"])
             sweeps.append(f"- {tool}: {pts}")
     notes = [f"- {tool}: {s['note']}" for tool, s in summ.items() if s.get("note")]
-    return (f"### {size}\n\n" + "\n".join(rows) + "\n\nSweeps (recall@10 @ p50):\n" + "\n".join(sweeps)
+    return (f"### {size}\n\n" + "\n".join(rows) + "\n\nSweeps (recall@10 @ wall p50 (CPU p50)):\n" + "\n".join(sweeps)
             + ("\n\nNotes:\n" + "\n".join(notes) if notes else "") + "\n")
 
 
@@ -145,7 +154,7 @@ def verdict(size: str, summ: dict[str, dict[str, Any]]) -> list[str]:
         if tool.startswith("vz-") or s.get("error"):
             continue
         p = s["pick"]
-        lat_r = v["p50"] / p["p50"]
+        lat_r = cost(v) / cost(p)
         ing_r = vz["ingest_rate"] / s["ingest_rate"]
         if tool == "usearch":
             ok = lat_r <= 1.5 and ing_r >= 1 / 1.5
@@ -169,12 +178,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per tool and size")
     ap.add_argument("--quick", action="store_true", help="10000x384, 50 queries")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--reuse", default="",
+                    help="comma-separated tools NOT to re-run: their last raw results (bench/out/cmp/*.result.json, "
+                         "peak RSS from bench/out/compare-summary.json) are summarised again")
     a = ap.parse_args(argv)
     if a.quick:
         a.sizes, a.queries, a.nq_cli = "10000x384", 50, 5
     tools = a.tools.split(",")
     efs = [int(x) for x in a.efs.split(",")]
     all_summ: dict[str, dict[str, dict[str, Any]]] = {}
+    reuse = [t for t in a.reuse.split(",") if t]
+    prev = json.loads((OUT / "compare-summary.json").read_text()) if reuse and \
+        (OUT / "compare-summary.json").exists() else {}
     started = common.machine()
     for size in a.sizes.split(","):
         n, dim = (int(x) for x in size.lower().split("x"))
@@ -206,6 +221,15 @@ def main(argv: list[str] | None = None) -> int:
                       f"{[(f['label'], round(f['p50'] * 1000, 2), round(f['recall'], 3)) for f in s['filtered']]}",
                       flush=True)
             shutil.rmtree(wd, ignore_errors=True)  # disk size is already measured
+        for tool in reuse:
+            raw = OUT / "cmp" / f"{size}-{tool}.result.json"
+            if not raw.exists():
+                continue
+            res = json.loads(raw.read_text())
+            old = prev.get(size, {}).get(tool, {})
+            res["maxrss_kb"] = old.get("maxrss_kb") or 0
+            summ[tool] = summarise(res, truth, ftruth, n)
+        summ = {t: summ[t] for t in TOOLS if t in summ}
         all_summ[size] = summ
         (OUT / f"compare-{size}.json").write_text(json.dumps(summ, indent=1))
     (OUT / "compare-summary.json").write_text(json.dumps(all_summ, indent=1))
