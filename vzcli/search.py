@@ -73,27 +73,42 @@ def _cond(index_id: int, namespace: str | None, comp: Compiled | None, *, drive:
     return " AND ".join(parts), params
 
 
+def _rough(metric: str, q: np.ndarray, mat: np.ndarray) -> np.ndarray:
+    """float32 distances, only to shortlist candidates; the shortlist is then scored by `distances`."""
+    dots = mat @ q
+    if metric == "cosine":
+        norms = np.sqrt(np.einsum("ij,ij->i", mat, mat)) * np.float32(np.linalg.norm(q))
+        return -dots / np.where(norms > 0, norms, np.float32(1.0))
+    if metric == "euclidean":
+        return np.einsum("ij,ij->i", mat, mat) - 2 * dots
+    return -dots
+
+
 def _exact(conn: sqlite3.Connection, metric: str, q: np.ndarray, k: int, where: str, params: list[Any],
            dims: int) -> list[tuple[float, int]]:
-    out: list[tuple[float, int]] = []
+    """Exhaustive top-k over the rows `where` selects: a float32 shortlist, then exact float64 scores."""
     cur = conn.execute(f"SELECT v.key, v.vec FROM vectors v WHERE {where}", params)
+    keep = 2 * k + 16  # shortlist margin: float32 rounding can only swap near-ties
     best_keys = np.empty(0, dtype=np.int64)
-    best_d = np.empty(0, dtype=np.float64)
+    best_mat = np.empty((0, dims), dtype=np.float32)
+    q32 = q.astype(np.float32)
     while True:
         rows = cur.fetchmany(16384)
         if not rows:
             break
         keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dims)
-        d = distances(metric, q, mat)
-        best_keys = np.concatenate([best_keys, keys])
-        best_d = np.concatenate([best_d, d])
-        if len(best_d) > k:
-            part = np.argpartition(best_d, k - 1)[:k]
-            best_keys, best_d = best_keys[part], best_d[part]
-    for dist, key in zip(best_d.tolist(), best_keys.tolist(), strict=True):
-        out.append((dist, key))
-    out.sort()
+        if len(best_keys):
+            keys = np.concatenate([best_keys, keys])
+            mat = np.concatenate([best_mat, mat])
+        if len(keys) > keep:
+            part = np.argpartition(_rough(metric, q32, mat), keep - 1)[:keep]
+            keys, mat = keys[part], mat[part]
+        best_keys, best_mat = keys, mat
+    if not len(best_keys):
+        return []
+    d = distances(metric, q, best_mat)
+    out = sorted(zip(d.tolist(), best_keys.tolist(), strict=True))
     return out[:k]
 
 
