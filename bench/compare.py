@@ -72,7 +72,8 @@ def run_child(tool: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]
         tail = err.read_text(errors="replace").strip().splitlines()[-3:]
         return {"error": " / ".join(tail)[-400:] or f"exit status {status}"}
     res = json.loads(Path(spec["out"]).read_text())
-    res["maxrss_kb"] = ru.ru_maxrss
+    # the runner's own VmHWM when present: ru_maxrss of a forked child is floored at our RSS
+    res["maxrss_kb"] = res.get("vmhwm_kb") or ru.ru_maxrss
     res["wall_s"] = time.monotonic() - t
     return res
 
@@ -184,12 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.quick:
         a.sizes, a.queries, a.nq_cli = "10000x384", 50, 5
-    tools = a.tools.split(",")
+    tools = [t for t in a.tools.split(",") if t]
     efs = [int(x) for x in a.efs.split(",")]
     all_summ: dict[str, dict[str, dict[str, Any]]] = {}
     reuse = [t for t in a.reuse.split(",") if t]
-    prev = json.loads((OUT / "compare-summary.json").read_text()) if reuse and \
-        (OUT / "compare-summary.json").exists() else {}
     started = common.machine()
     for size in a.sizes.split(","):
         n, dim = (int(x) for x in size.lower().split("x"))
@@ -221,13 +220,16 @@ def main(argv: list[str] | None = None) -> int:
                       f"{[(f['label'], round(f['p50'] * 1000, 2), round(f['recall'], 3)) for f in s['filtered']]}",
                       flush=True)
             shutil.rmtree(wd, ignore_errors=True)  # disk size is already measured
+        # read now, not at start: another run may have finished those tools meanwhile
+        prev = json.loads((OUT / "compare-summary.json").read_text()) if reuse and \
+            (OUT / "compare-summary.json").exists() else {}
         for tool in reuse:
             raw = OUT / "cmp" / f"{size}-{tool}.result.json"
             if not raw.exists():
                 continue
             res = json.loads(raw.read_text())
             old = prev.get(size, {}).get(tool, {})
-            res["maxrss_kb"] = old.get("maxrss_kb") or 0
+            res["maxrss_kb"] = res.get("vmhwm_kb") or old.get("maxrss_kb") or 0
             summ[tool] = summarise(res, truth, ftruth, n)
         summ = {t: summ[t] for t in TOOLS if t in summ}
         all_summ[size] = summ
@@ -251,8 +253,9 @@ Same seeded clustered data and {a.queries} fresh queries for every tool ({a.nq_c
 query is a whole `vz query` process), one query at a time. Ingest = the tool's whole ingest (rows +
 index) from the tool's natural input: NDJSON file for vz (parse included), the numpy array for peers.
 QPS = queries / total latency, single client. Filtered = rows with `n < limit` (1% / 10% of rows);
-recall against exact search over those rows. Peak RSS = the child's `ru_maxrss` (every child holds
-the N x D float32 array too). Each table row shows the cheapest swept setting reaching recall@10 >= 0.95.
+recall against exact search over those rows. Peak RSS = the child's VmHWM (every child holds
+the N x D float32 array too); figures from runs before that fix are the child's `ru_maxrss`, which
+Linux floors at the parent's RSS at fork time (~430 MB here), so values near 430-440 MB mean "at most that". Each table row shows the cheapest swept setting reaching recall@10 >= 0.95.
 
 {body}
 Goal lines (vz as a library, at the setting picked above):
