@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The long reliability soak (docs/reliability.md): the concurrency, crash, fuzz and schemathesis
 # tests with VZ_SOAK=1 (more writers, 200 SIGKILLs, 20x the Hypothesis examples, random seeds).
-# Takes 30-60 minutes on two cores. Arguments go to pytest (e.g. -k crash, -s).
+# Takes about 30 minutes on two cores. Arguments go to pytest (e.g. -k crash, -s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export VZ_SOAK=1
