@@ -43,10 +43,12 @@ def main() -> int:
         rates = [tools[t]["ingest_rate"] for t in names]
         bars = bx.barh(names, rates, color=[COLORS.get(t) for t in names])
         bx.bar_label(bars, labels=[f"{r:,.0f}" for r in rates], fontsize=8, padding=2)
-        bx.set_xlabel("ingest (vectors/s, rows + index)")
+        bx.set_xscale("log")  # brute-force tools (no index to build) ingest orders of magnitude faster
+        bx.set_xlabel("ingest (vectors/s, rows + index, log)")
         bx.set_title(f"{size}: ingest rate")
         bx.invert_yaxis()
-        bx.set_xlim(0, max(rates) * 1.25 if rates else 1)
+        if rates:
+            bx.set_xlim(min(rates) / 2, max(rates) * 4)
     fig.tight_layout()
     fig.savefig(sys.argv[2], dpi=110)
     return 0
