@@ -252,7 +252,7 @@ venv `bench/.venv`, made by `bench/setup_peers.sh`).
 Same seeded clustered data and {a.queries} fresh queries for every tool ({a.nq_cli} for vz-cli, where each
 query is a whole `vz query` process), one query at a time. Ingest = the tool's whole ingest (rows +
 index) from the tool's natural input: NDJSON file for vz (parse included), the numpy array for peers.
-QPS = queries / total latency, single client. Filtered = rows with `n < limit` (1% / 10% of rows);
+QPS = queries / total latency, single client. CPU = `process_time` per query in the measuring process (for vz-cli and vz-http that is only the client: read their wall times). Filtered = rows with `n < limit` (1% / 10% of rows);
 recall against exact search over those rows. Peak RSS = the child's VmHWM (every child holds
 the N x D float32 array too); figures from runs before that fix are the child's `ru_maxrss`, which
 Linux floors at the parent's RSS at fork time (~430 MB here), so values near 430-440 MB mean "at most that". Each table row shows the cheapest swept setting reaching recall@10 >= 0.95.
