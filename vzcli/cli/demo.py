@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from importlib import resources
 
 import orjson
 import typer
@@ -21,6 +20,8 @@ def demo(
     json_: bool = typer.Option(False, "--json", help="Return output as JSON: the queries and their matches."),
 ) -> None:
     """Build an index from the shipped demo data (240 real sentence embeddings) and run example queries."""
+    from importlib import resources  # not at import time: every vz command loads this module
+
     backend = State.backend()
     data = resources.files("vzcli.data")
     records = data.joinpath("demo.ndjson").read_bytes()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -107,6 +106,8 @@ def api_base(url: str) -> str:
 
 def render_shim(bindings: list[Binding]) -> str:
     """The shim module: the shipped `shim.js` plus one exported entrypoint class per binding."""
+    from importlib import resources  # lazily: every vz start imports this module
+
     template = resources.files(__name__).joinpath(SHIM_MODULE).read_text(encoding="utf-8")
     exports = "\n".join(
         f'export const {b.entrypoint} = vzVectorizeBinding("{b.binding}");' for b in bindings
@@ -122,6 +123,8 @@ def render_config(bindings: list[Binding], *, service: str, url: str, account_id
         "VZ_API_TOKEN": token,
         "VZ_INDEXES": {b.binding: b.index for b in bindings},
     }
+    from importlib import resources
+
     template = resources.files(__name__).joinpath(CONFIG_FILE).read_text(encoding="utf-8")
     vars_json = json.dumps(variables, indent=2).replace("\n", "\n  ")
     return (template.replace("@@NAME@@", json.dumps(check_service_name(service)))
