@@ -37,8 +37,8 @@ ENVIRONMENT: dict[str, str] = {
     "NO_COLOR": "When set, no colour in human output (JSON output never has colour).",
     "CLOUDFLARE_ACCOUNT_ID": "Remote mode: the Cloudflare account that owns the indexes.",
     "CLOUDFLARE_API_TOKEN": "Remote mode: an API token with Vectorize permissions.",
-    "CLOUDFLARE_API_KEY": "Remote mode: a global API key, used with CLOUDFLARE_EMAIL when no "
-                          "CLOUDFLARE_API_TOKEN is set.",
+    "CLOUDFLARE_API_KEY": "Remote mode: a global API key, used with CLOUDFLARE_EMAIL; when both are "
+                          "set they take precedence over CLOUDFLARE_API_TOKEN, as in wrangler.",
     "CLOUDFLARE_EMAIL": "Remote mode: the account e-mail that goes with CLOUDFLARE_API_KEY.",
     "CLOUDFLARE_API_BASE_URL": "Remote mode: the API base URL. Default: "
                                "https://api.cloudflare.com/client/v4 (point it at vz serve to test).",
