@@ -74,14 +74,20 @@ def _cond(index_id: int, namespace: str | None, comp: Compiled | None, *, drive:
 
 
 def _rough(metric: str, q: np.ndarray, mat: np.ndarray) -> np.ndarray:
-    """float32 distances, only to shortlist candidates; the shortlist is then scored by `distances`."""
-    dots = mat @ q
-    if metric == "cosine":
-        norms = np.sqrt(np.einsum("ij,ij->i", mat, mat)) * np.float32(np.linalg.norm(q))
-        return -dots / np.where(norms > 0, norms, np.float32(1.0))
-    if metric == "euclidean":
-        return np.einsum("ij,ij->i", mat, mat) - 2 * dots
-    return -dots
+    """float32 distances, only to shortlist candidates; the shortlist is then scored by `distances`.
+
+    Values near float32's limits overflow here; then the chunk is ranked in float64 instead.
+    """
+    with np.errstate(all="ignore"):
+        dots = mat @ q
+        if metric == "cosine":
+            norms = np.sqrt(np.einsum("ij,ij->i", mat, mat)) * np.float32(np.linalg.norm(q))
+            out = -dots / np.where(norms > 0, norms, np.float32(1.0))
+        elif metric == "euclidean":
+            out = np.einsum("ij,ij->i", mat, mat) - 2 * dots
+        else:
+            out = -dots
+    return out if np.isfinite(out).all() else distances(metric, q, mat)
 
 
 def _exact(conn: sqlite3.Connection, metric: str, q: np.ndarray, k: int, where: str, params: list[Any],
