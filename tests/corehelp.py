@@ -121,3 +121,19 @@ def assert_ann_close(fast: list[dict[str, Any]], exact: list[dict[str, Any]], me
     if exact:
         recall = len({m["id"] for m in fast} & set(by_id)) / len(exact)
         assert recall >= min_recall, (recall, fast, exact)
+
+
+def catalog_rows(store: Any) -> Any:
+    """Every row of every catalog table, read-only; None when the store does not exist yet."""
+    import sqlite3
+    from pathlib import Path
+
+    path = Path(store) / "catalog.sqlite3"
+    if not path.exists():
+        return None
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
+                for t in ("indexes", "vectors", "metadata_indexes", "mvals", "dead_keys", "mutations")]
+    finally:
+        db.close()

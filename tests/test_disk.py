@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from corehelp import catalog_rows
 
 VZ = str(Path(sys.executable).with_name("vz"))
 
@@ -44,13 +45,7 @@ def _records(n: int, dims: int, seed: int = 1, prefix: str = "v") -> bytes:
                                 "metadata": {"c": f"c{i % 3}"}}).encode() + b"\n" for i in range(n))
 
 
-def _snapshot(store: Path) -> Any:
-    db = sqlite3.connect(f"file:{store / 'catalog.sqlite3'}?mode=ro", uri=True)
-    try:
-        return [db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
-                for t in ("indexes", "vectors", "metadata_indexes", "mvals", "dead_keys", "mutations")]
-    finally:
-        db.close()
+_snapshot = catalog_rows
 
 
 def _ann_files(store: Path, name: str) -> list[str]:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+from corehelp import catalog_rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,15 +27,7 @@ CODED = re.compile(r"^✘ \[ERROR\] .+ \[code: \d+\]$", re.S)
 DIMS = 3
 
 
-def _snapshot(store: Path) -> Any:
-    if not (store / "catalog.sqlite3").exists():
-        return None
-    db = sqlite3.connect(f"file:{store / 'catalog.sqlite3'}?mode=ro", uri=True)
-    try:
-        return [db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
-                for t in ("indexes", "vectors", "metadata_indexes", "mvals", "dead_keys", "mutations")]
-    finally:
-        db.close()
+_snapshot = catalog_rows
 
 
 def _clean(r: Any, *, usage_ok: bool = False) -> None:
