@@ -72,6 +72,15 @@ def _meta_indexes(conn: sqlite3.Connection, index_id: int) -> dict[str, tuple[in
         "SELECT id, property_name, index_type FROM metadata_indexes WHERE index_id = ? ORDER BY id", (index_id,))}
 
 
+def _details(conn: sqlite3.Connection, keys: list[int], values: bool) -> dict[int, tuple[Any, ...]]:
+    """key -> (id, namespace, metadata[, vec]) of the live records among `keys`."""
+    if not keys:
+        return {}
+    cols = "key, id, namespace, metadata, vec" if values else "key, id, namespace, metadata"
+    return {r[0]: r[1:] for r in conn.execute(
+        f"SELECT {cols} FROM vectors WHERE key IN ({','.join('?' * len(keys))})", keys)}
+
+
 def _vec_list(blob: bytes) -> list[float]:
     import numpy as np
 
@@ -81,8 +90,12 @@ def _vec_list(blob: bytes) -> list[float]:
 class LocalBackend:
     """Vectorize over a local store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, resident: bool = True) -> None:
+        """`resident`: this object lives long (a server, a library user), so each ANN file's
+        vectors are faulted into memory once (a sequential read) and every query scores from
+        them. A one-shot process (the CLI) passes False and reads a query's few rows from SQLite."""
         self.store = store
+        self.resident = resident
 
     # --- indexes --------------------------------------------------------------------------------
     def create_index(self, name: str, *, dimensions: int | None = None, metric: str | None = None,
@@ -429,21 +442,24 @@ class LocalBackend:
                 q = np.frombuffer(r[0], dtype=np.float32)
             else:
                 q = check_vector(vector, row["dimensions"], "", code=QueryDimensionMismatch.code, what="query vector")
-            props = _meta_indexes(conn, row["id"])
+            # the metadata indexes matter only to a filter and to returnMetadata "indexed"
+            props = _meta_indexes(conn, row["id"]) if flt is not None or return_metadata == "indexed" else {}
             comp = None
             if flt is not None:
                 comp = compile_filter(flt, props)
                 for p in comp.unindexed:
                     warn(f"filter property {p!r} has no metadata index on {name!r}, so it matches nothing; "
                          f"create one with: vz create-metadata-index {name} --property-name {p} --type string|number|boolean")
-            hits, _plan = search.search(conn, row, self.store.index_dir(name), q, int(top_k), namespace, comp, exact=exact)
+            index_dir = self.store.index_dir(name)
+            hits, plan = search.search(conn, row, index_dir, q, int(top_k), namespace, comp, exact=exact,
+                                       resident=self.resident)
+            details = _details(conn, [k for _, k in hits], return_values)
+            if plan.trusted and len(details) < len(hits):
+                # a key of the HNSW file was deleted without being counted: search again, checking keys
+                hits, plan = search.search(conn, row, index_dir, q, int(top_k), namespace, comp, exact=exact,
+                                           recheck=True, resident=self.resident)
+                details = _details(conn, [k for _, k in hits], return_values)
             keys = [k for _, k in hits]
-            details: dict[int, tuple[str, str | None, str | None, bytes]] = {}
-            if keys:
-                for key, vid, ns, md, vec in conn.execute(
-                        "SELECT key, id, namespace, metadata, vec FROM vectors WHERE key IN (SELECT value FROM json_each(?))",
-                        ["[" + ",".join(map(str, keys)) + "]"]):
-                    details[key] = (vid, ns, md, vec)
             indexed: dict[int, dict[str, Any]] = {}
             if return_metadata == "indexed" and keys and props:
                 names = {pid: (p, t) for p, (pid, t) in props.items()}
@@ -457,10 +473,10 @@ class LocalBackend:
             for dist, key in hits:
                 if key not in details:
                     continue
-                vid, ns, md, vec = details[key]
+                vid, ns, md, *vec = details[key]
                 m: dict[str, Any] = {"id": vid, "score": search.score_of(row["metric"], dist)}
                 if return_values:
-                    m["values"] = _vec_list(vec)
+                    m["values"] = _vec_list(vec[0])
                 if return_metadata == "all":
                     m["metadata"] = orjson.loads(md) if md else {}
                 elif return_metadata == "indexed":

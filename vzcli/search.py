@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ import numpy as np
 
 from vzcli import ann
 from vzcli.filters import Compiled
+
+CHUNK = 16384
 
 
 def distances(metric: str, q: np.ndarray, mat: np.ndarray) -> np.ndarray:
@@ -27,11 +30,14 @@ def distances(metric: str, q: np.ndarray, mat: np.ndarray) -> np.ndarray:
     # last bit with the other rows scored beside it (an HNSW answer then differed from --exact).
     # einsum reduces each row on its own, and is no slower.
     if metric == "cosine":
-        norms = np.sqrt(np.einsum("ij,ij->i", m64, m64)) * np.linalg.norm(q64)
+        norms = np.sqrt(np.einsum("ij,ij->i", m64, m64)) * math.sqrt(q64.dot(q64))
         dots = np.einsum("ij,j->i", m64, q64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            sim = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 0.0)
-        return -np.clip(sim, -1.0, 1.0)
+        if norms.all():
+            sim = dots / norms
+        else:  # a zero vector (or a zero query) has similarity 0 with everything
+            with np.errstate(divide="ignore", invalid="ignore"):
+                sim = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 0.0)
+        return -np.minimum(np.maximum(sim, -1.0), 1.0)
     if metric == "euclidean":
         diff = m64 - q64
         return np.sqrt(np.einsum("ij,ij->i", diff, diff))
@@ -49,6 +55,7 @@ class Plan:
     path: str  # "exact", "hnsw", "hnsw+exact-delta", "empty"
     candidates: int | None = None
     fetched: int = 0
+    trusted: bool = False  # HNSW keys used without a liveness check (see `search`)
 
 
 def _cond(index_id: int, namespace: str | None, comp: Compiled | None, *, drive: bool,
@@ -90,20 +97,14 @@ def _rough(metric: str, q: np.ndarray, mat: np.ndarray) -> np.ndarray:
     return out if np.isfinite(out).all() else distances(metric, q, mat)
 
 
-def _exact(conn: sqlite3.Connection, metric: str, q: np.ndarray, k: int, where: str, params: list[Any],
-           dims: int) -> list[tuple[float, int]]:
-    """Exhaustive top-k over the rows `where` selects: a float32 shortlist, then exact float64 scores."""
-    cur = conn.execute(f"SELECT v.key, v.vec FROM vectors v WHERE {where}", params)
+def _topk(metric: str, q: np.ndarray, k: int, chunks: Iterator[tuple[np.ndarray, np.ndarray]],
+          dims: int) -> list[tuple[float, int]]:
+    """Exhaustive top-k over (keys, float32 matrix) chunks: a float32 shortlist, then exact float64 scores."""
     keep = 2 * k + 16  # shortlist margin: float32 rounding can only swap near-ties
     best_keys = np.empty(0, dtype=np.int64)
     best_mat = np.empty((0, dims), dtype=np.float32)
     q32 = q.astype(np.float32)
-    while True:
-        rows = cur.fetchmany(16384)
-        if not rows:
-            break
-        keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dims)
+    for keys, mat in chunks:
         if len(best_keys):
             keys = np.concatenate([best_keys, keys])
             mat = np.concatenate([best_mat, mat])
@@ -118,6 +119,57 @@ def _exact(conn: sqlite3.Connection, metric: str, q: np.ndarray, k: int, where: 
     return out[:k]
 
 
+def _sql_chunks(cur: sqlite3.Cursor, dims: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(keys, matrix) chunks from a cursor over (key, vec) rows."""
+    while True:
+        rows = cur.fetchmany(CHUNK)
+        if not rows:
+            return
+        keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        yield keys, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dims)
+
+
+def _by_keys(conn: sqlite3.Connection, keys: list[int], dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of `keys` from SQLite (missing keys are left out)."""
+    rows: list[tuple[int, bytes]] = []
+    for i in range(0, len(keys), 30000):  # under SQLite's bound-parameter limit
+        part = keys[i:i + 30000]
+        rows += conn.execute(f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(part))})", part).fetchall()
+    ks = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    return ks, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dims)
+
+
+def _file_chunks(conn: sqlite3.Connection, fv: ann.FileVectors, cur: sqlite3.Cursor,
+                 dims: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(keys, matrix) chunks for a cursor over candidate keys: vectors from the ANN file, the rest
+    (the delta, written after the file) from SQLite."""
+    while True:
+        rows = cur.fetchmany(CHUNK)
+        if not rows:
+            return
+        keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        hit, mat = fv.split(keys)
+        if len(mat):
+            yield keys[hit], mat
+        if not hit.all():
+            yield _by_keys(conn, keys[~hit].tolist(), dims)
+
+
+def _exact(conn: sqlite3.Connection, metric: str, q: np.ndarray, k: int, where: str, params: list[Any],
+           dims: int, fv: ann.FileVectors | None = None, keys_sql: tuple[str, list[Any]] | None = None,
+           ) -> list[tuple[float, int]]:
+    """Exhaustive top-k over the rows `where` selects (or the keys `keys_sql` lists).
+
+    With the index's file vectors (`fv`), only keys are read from SQLite; the vectors of keys in
+    the file come from its mapping, which costs a fraction of reading each row's BLOB.
+    """
+    if fv is None:
+        cur = conn.execute(f"SELECT v.key, v.vec FROM vectors v WHERE {where}", params)
+        return _topk(metric, q, k, _sql_chunks(cur, dims), dims)
+    sql, sparams = keys_sql if keys_sql is not None else (f"SELECT v.key FROM vectors v WHERE {where}", params)
+    return _topk(metric, q, k, _file_chunks(conn, fv, conn.execute(sql, sparams), dims), dims)
+
+
 def _live_matching(conn: sqlite3.Connection, keys: list[int], where: str, params: list[Any]) -> set[int]:
     if not keys:
         return set()
@@ -127,8 +179,13 @@ def _live_matching(conn: sqlite3.Connection, keys: list[int], where: str, params
 
 def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np.ndarray, k: int,
            namespace: str | None, comp: Compiled | None, *, exact: bool = False,
-           recheck: bool = False) -> tuple[list[tuple[float, int]], Plan]:
-    """Top-k (distance, key) pairs, best first, using the cheapest path that meets the recall goal."""
+           recheck: bool = False, resident: bool = False) -> tuple[list[tuple[float, int]], Plan]:
+    """Top-k (distance, key) pairs, best first, using the cheapest path that meets the recall goal.
+
+    When `plan.trusted` is set, the keys were taken from the HNSW file without asking SQLite
+    whether they are still live (no deletes since the file was built): a caller that then finds
+    a key missing must search again with `recheck=True`.
+    """
     metric, dims, index_id = row["metric"], row["dimensions"], row["id"]
     if comp is not None and comp.never:
         return [], Plan("empty", 0)
@@ -142,6 +199,7 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     if view is None:
         where, params = _cond(index_id, namespace, comp, drive=True)
         return _exact(conn, metric, q, k, where, params, dims), Plan("exact")
+    fv = ann.file_vectors(index_dir / row["ann_file"], row, conn, resident=resident)
 
     max_key = row["ann_max_key"]
     # Records newer than the file (the delta) are always searched exactly.
@@ -150,11 +208,13 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
 
     plan = Plan("hnsw")
     pwhere, pparams = _cond(index_id, namespace, comp, drive=False, by_key=True)
+    # one positive clause and no namespace: the metadata index alone lists the (live) candidates
+    by_driver = namespace is None and comp is not None and comp.driver_only
     if restricted:
         cap = max(256, int(2 * math.sqrt(k * max(live, 1))))
         cwhere, cparams = _cond(index_id, namespace, comp, drive=True)
-        if namespace is None and comp is not None and comp.driver_only:
-            # one clause: count straight off the metadata index, no row lookups
+        if by_driver:
+            assert comp is not None and comp.driver is not None
             n_c = conn.execute(f"SELECT count(*) FROM ({comp.driver} LIMIT ?)",
                                [*comp.driver_params, cap + 1]).fetchone()[0]
         else:
@@ -163,30 +223,30 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
         plan.candidates = n_c
         if n_c <= cap:
             plan.path = "exact"
-            return _exact(conn, metric, q, k, cwhere, cparams, dims), plan
+            return _exact_candidates(conn, metric, q, k, comp, cwhere, cparams, dims, fv, by_driver), plan
     nodes = max(row["ann_nodes"], 1)
     alive_frac = max(nodes - row["ann_dead"], 1) / nodes
     # restricted: N_c > cap, so start wide enough that ~k matches usually come back in one pass
     count = max(12 * k, 128) if restricted else int(math.ceil(k / alive_frac)) + 8
-    # With no deletes since the file was built and no filter, every HNSW key is live: skip the
-    # check (rescore verifies; a miss falls back to checking).
-    trust = not restricted and row["ann_dead"] == 0 and not recheck
+    # With no deletes since the file was built and no filter, every HNSW key is live: skip the check.
+    plan.trusted = not restricted and row["ann_dead"] == 0 and not recheck
     found: list[tuple[float, int]] = []
     while True:
         # usearch searches with ef = max(expansion_search, count): no need to mutate the shared view
         m = view.search(q, count, threads=1)
-        keys = [int(x) for x in m.keys]
+        keys = m.keys.tolist()
         plan.fetched = len(keys)
-        if trust:
-            ok = set(keys)
-        elif namespace is None and comp is not None and comp.driver_only:
-            # one positive clause: its metadata-index rows exist only for live vectors of this index
-            ok = {key for (key,) in conn.execute(
-                f"{comp.driver} AND m.key IN (SELECT value FROM json_each(?))",
-                [*comp.driver_params, "[" + ",".join(map(str, keys)) + "]"])}
+        if plan.trusted:
+            found = list(zip(m.distances.tolist(), keys, strict=True))
         else:
-            ok = _live_matching(conn, keys, pwhere, pparams)
-        found = [(float(d), key) for d, key in zip(m.distances.tolist(), keys, strict=True) if key in ok]
+            if by_driver:
+                assert comp is not None
+                ok = {key for (key,) in conn.execute(
+                    f"{comp.driver} AND m.key IN (SELECT value FROM json_each(?))",
+                    [*comp.driver_params, "[" + ",".join(map(str, keys)) + "]"])}
+            else:
+                ok = _live_matching(conn, keys, pwhere, pparams)
+            found = [(d, key) for d, key in zip(m.distances.tolist(), keys, strict=True) if key in ok]
         if len(found) >= k or len(keys) < count or count >= nodes:
             break
         if restricted:
@@ -196,31 +256,44 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
             if count > nodes // 2:
                 plan.path = "exact"
                 cwhere, cparams = _cond(index_id, namespace, comp, drive=True)
-                return _exact(conn, metric, q, k, cwhere, cparams, dims), plan
+                return _exact_candidates(conn, metric, q, k, comp, cwhere, cparams, dims, fv, by_driver), plan
         else:
             count *= 4
     if delta:
         plan.path = "hnsw+exact-delta"
-    # usearch distances are only used to pick candidates; scores are recomputed exactly later.
-    merged = {key: d for d, key in found[: k * 2]}
-    for d, key in delta:
-        merged[key] = d
-    cand = list(merged)
-    result = rescore(conn, row, q, cand, k)
-    if trust and len(result) < min(k, len(cand)):
-        # a key in the file was deleted without being counted (a merge raced a delete): check keys
-        return search(conn, row, index_dir, q, k, namespace, comp, exact=exact, recheck=True)
-    return result, plan
+    # usearch distances only pick candidates: their scores are recomputed exactly here. Delta
+    # records already carry exact scores.
+    cand = [key for _, key in found[: k * 2]]
+    result = rescore(conn, row, q, cand, fv if fv is not None and fv.resident else None)
+    delta_keys = {key for _, key in delta}
+    merged = sorted([h for h in result if h[1] not in delta_keys] + delta)
+    return merged[:k], plan
 
 
-def rescore(conn: sqlite3.Connection, row: dict[str, Any], q: np.ndarray, keys: list[int], k: int) -> list[tuple[float, int]]:
+def _exact_candidates(conn: sqlite3.Connection, metric: str, q: np.ndarray, k: int, comp: Compiled | None,
+                      cwhere: str, cparams: list[Any], dims: int, fv: ann.FileVectors | None,
+                      by_driver: bool) -> list[tuple[float, int]]:
+    keys_sql = None
+    if by_driver and fv is not None:
+        assert comp is not None and comp.driver is not None
+        keys_sql = (comp.driver, list(comp.driver_params))
+    return _exact(conn, metric, q, k, cwhere, cparams, dims, fv, keys_sql)
+
+
+def rescore(conn: sqlite3.Connection, row: dict[str, Any], q: np.ndarray, keys: list[int],
+            fv: ann.FileVectors | None = None) -> list[tuple[float, int]]:
+    """Exact (distance, key) of `keys`, best first: from the file's vectors when given, else SQLite."""
     if not keys:
         return []
-    rows = conn.execute("SELECT key, vec FROM vectors WHERE key IN (SELECT value FROM json_each(?))",
-                        ["[" + ",".join(map(str, keys)) + "]"]).fetchall()
-    if not rows:
+    arr = np.asarray(keys, dtype=np.int64)
+    if fv is not None:
+        hit, mat = fv.split(arr)
+        if not hit.all():  # not in this file (cannot happen for its own search results): use SQLite
+            ks, extra = _by_keys(conn, arr[~hit].tolist(), row["dimensions"])
+            arr, mat = np.concatenate([arr[hit], ks]), np.concatenate([mat, extra])
+    else:
+        arr, mat = _by_keys(conn, keys, row["dimensions"])
+    if not len(arr):
         return []
-    mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), row["dimensions"])
     d = distances(row["metric"], q, mat)
-    out = sorted(zip(d.tolist(), [r[0] for r in rows], strict=True))
-    return out[:k]
+    return sorted(zip(d.tolist(), arr.tolist(), strict=True))

@@ -40,7 +40,7 @@ class State:
         from vzcli.local import LocalBackend
         from vzcli.store import Store
 
-        return LocalBackend(Store(cls.store))
+        return LocalBackend(Store(cls.store), resident=False)  # one command per process
 
 
 def _version(value: bool) -> None:

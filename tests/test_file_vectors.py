@@ -1,0 +1,134 @@
+"""Vectors read from the published usearch file (`ann.FileVectors`) instead of SQLite.
+
+Queries score candidates from the file's own matrix. These checks hold that path to SQLite, byte
+for byte: after inserts, after a merge with deletes and upserts (tombstones, reused slots), with a
+resident and a one-shot backend, and against `exact=True`. A file whose matrix disagrees with
+SQLite must be refused, and a delete the catalog did not count must never surface.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vzcli import ann
+from vzcli.local import LocalBackend
+from vzcli.store import Store
+
+DIMS = 16
+
+
+def _lines(items: dict[str, np.ndarray], meta: bool = True) -> io.BytesIO:
+    out = []
+    for k, v in items.items():
+        r: dict = {"id": k, "values": v.tolist()}
+        if meta:
+            r["metadata"] = {"n": int(k[1:])}
+        out.append(json.dumps(r))
+    return io.BytesIO(("\n".join(out) + "\n").encode())
+
+
+def _row(conn: sqlite3.Connection, name: str) -> dict:
+    cur = conn.execute("SELECT * FROM indexes WHERE name = ?", (name,))
+    return dict(zip([c[0] for c in cur.description], cur.fetchone(), strict=True))
+
+
+@pytest.fixture
+def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Store, dict[str, np.ndarray]]:
+    """An index of 600 vectors whose file went through a merge with deletes and upserts."""
+    monkeypatch.setenv("VZ_MERGE_THRESHOLD", "50")
+    rng = np.random.default_rng(7)
+    st = Store(tmp_path / "store")
+    be = LocalBackend(st)
+    be.create_index("fv", dimensions=DIMS, metric="cosine")
+    be.create_metadata_index("fv", "n", "number")
+    model = {f"v{i}": rng.standard_normal(DIMS).astype(np.float32) for i in range(500)}
+    be.insert("fv", _lines(model))
+    gone = [f"v{i}" for i in range(0, 500, 13)]
+    be.delete_by_ids("fv", gone)
+    for g in gone:
+        del model[g]
+    changed = {f"v{i}": rng.standard_normal(DIMS).astype(np.float32) for i in range(1, 500, 11) if f"v{i}" in model}
+    changed |= {f"v{i}": rng.standard_normal(DIMS).astype(np.float32) for i in range(500, 600)}
+    be.upsert("fv", _lines(changed))
+    model |= changed
+    ann.maintain(st, "fv", force="merge")
+    return st, model
+
+
+def test_file_vectors_equal_sqlite_for_every_live_key(built: tuple[Store, dict[str, np.ndarray]]) -> None:
+    st, _ = built
+    conn = st.conn()
+    row = _row(conn, "fv")
+    assert row["ann_tombstones"] > 0  # the merge really removed nodes
+    fv = ann.file_vectors(st.index_dir("fv") / row["ann_file"], row, conn)
+    assert fv is not None
+    stored = dict(conn.execute("SELECT key, vec FROM vectors WHERE key <= ?", (row["ann_max_key"],)))
+    keys = np.asarray(sorted(stored), dtype=np.int64)
+    hit, mat = fv.split(keys)
+    assert hit.all()
+    assert [m.tobytes() for m in mat] == [stored[int(k)] for k in keys]
+    # keys the file does not hold are reported as misses, not mapped to another row
+    hit, mat = fv.split(np.asarray([0, row["ann_max_key"] + 1, 10**12], dtype=np.int64))
+    assert not hit.any() and mat.shape == (0, DIMS)
+
+
+@pytest.mark.parametrize("flt", [None, {"n": {"$lt": 40}}, {"n": {"$gte": 100}}])
+def test_resident_one_shot_and_exact_agree_bit_for_bit(built: tuple[Store, dict[str, np.ndarray]], flt: dict | None) -> None:
+    st, model = built
+    rng = np.random.default_rng(11)
+    resident, one_shot = LocalBackend(st, resident=True), LocalBackend(st, resident=False)
+    for _ in range(10):
+        q = rng.standard_normal(DIMS).tolist()
+        a = resident.query("fv", vector=q, top_k=10, filter=flt, return_values=True)
+        b = one_shot.query("fv", vector=q, top_k=10, filter=flt, return_values=True)
+        e = resident.query("fv", vector=q, top_k=10, filter=flt, exact=True, return_values=True)
+        assert a == b
+        assert len(a["matches"]) == 10
+        for m in a["matches"]:
+            assert m["values"] == model[m["id"]].astype(np.float64).tolist()
+        # the same scores wherever a record was found (HNSW may miss a neighbour, never misscore it)
+        exact_scores = {m["id"]: m["score"] for m in e["matches"]}
+        for m in a["matches"]:
+            if m["id"] in exact_scores:
+                assert m["score"] == exact_scores[m["id"]]
+
+
+def test_a_file_whose_matrix_differs_from_sqlite_is_not_used(built: tuple[Store, dict[str, np.ndarray]]) -> None:
+    st, model = built
+    conn = st.conn()
+    row = _row(conn, "fv")
+    path = st.index_dir("fv") / row["ann_file"]
+    # overwrite the matrix in place (same size, graph intact): every stored vector now differs
+    with open(path, "r+b") as f:
+        f.seek(8)
+        f.write(np.full(DIMS * 4, 0.5, dtype=np.float32).tobytes())
+    ann._FILE_VECTORS.clear()
+    ann._VIEWS.clear()
+    assert ann.file_vectors(path, row, conn) is None
+    q = model["v3"].tolist()
+    got = LocalBackend(st).query("fv", vector=q, top_k=3, filter={"n": {"$lt": 40}})
+    want = LocalBackend(st).query("fv", vector=q, top_k=3, filter={"n": {"$lt": 40}}, exact=True)
+    assert got == want
+    assert got["matches"][0]["id"] == "v3"
+
+
+def test_an_uncounted_delete_never_surfaces(built: tuple[Store, dict[str, np.ndarray]]) -> None:
+    st, model = built
+    be = LocalBackend(st)
+    q = model["v3"].tolist()
+    assert be.query("fv", vector=q, top_k=5)["matches"][0]["id"] == "v3"
+    be.delete_by_ids("fv", ["v3"])
+    # simulate a merge that raced the delete: the catalog says the file has no dead keys
+    with st.write() as conn:
+        conn.execute("UPDATE indexes SET ann_dead = 0 WHERE name = 'fv'")
+    got = be.query("fv", vector=q, top_k=5)
+    ids = [m["id"] for m in got["matches"]]
+    assert "v3" not in ids and len(ids) == 5
+    want = be.query("fv", vector=q, top_k=5, exact=True)
+    assert got["matches"] == want["matches"]
