@@ -84,7 +84,7 @@ RAW_ADD = r"""
 import sys, time, numpy as np
 from usearch.index import Index
 arr = np.load(sys.argv[1])[: int(sys.argv[2])]
-idx = Index(ndim=arr.shape[1], metric="cos", dtype="f32", connectivity=16, expansion_add=128)
+idx = Index(ndim=arr.shape[1], metric="cos", dtype="f32", connectivity=16, expansion_add=64)
 c, t = time.process_time(), time.perf_counter()
 idx.add(np.arange(len(arr), dtype=np.uint64), arr, threads=0)
 print(time.perf_counter() - t, time.process_time() - c)
@@ -128,7 +128,7 @@ Command: `{_cmdline(argv)}` (machine: {common.machine()}).
 
 `vz --store S insert q --file data.ndjson` as one whole process ({size_nd:.0f} MB of NDJSON: parse,
 SQLite, HNSW build with threads=0, fsync'd save) against raw usearch
-`Index(ndim={dim}, metric="cos", dtype="f32", connectivity=16, expansion_add=128).add(keys, array, threads=0)`
+`Index(ndim={dim}, metric="cos", dtype="f32", connectivity=16, expansion_add=64).add(keys, array, threads=0)`
 on the same array in a child process (the `add` call only). {runs} runs each, interleaved; median.
 
 | | wall runs (s) | wall median | vectors/s (wall) | CPU runs (s) | CPU median | vectors per CPU-second |

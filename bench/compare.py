@@ -234,10 +234,12 @@ def main(argv: list[str] | None = None) -> int:
         summ = {t: summ[t] for t in TOOLS if t in summ}
         all_summ[size] = summ
         (OUT / f"compare-{size}.json").write_text(json.dumps(summ, indent=1))
-    (OUT / "compare-summary.json").write_text(json.dumps(all_summ, indent=1))
+    summary = OUT / ("compare-summary.json" if not (a.no_write or a.quick) else "compare-summary-scratch.json")
+    summary.write_text(json.dumps(all_summ, indent=1))
 
-    png = BENCH / "compare.png"
-    chart = subprocess.run([PEER_PY, str(BENCH / "peers" / "chart.py"), str(OUT / "compare-summary.json"), str(png)],
+    # --no-write / --quick leave RESULTS.md, the chart and the summary that --reuse reads alone
+    png = BENCH / "compare.png" if not (a.no_write or a.quick) else OUT / "compare-scratch.png"
+    chart = subprocess.run([PEER_PY, str(BENCH / "peers" / "chart.py"), str(summary), str(png)],
                            capture_output=True, text=True)
     chart_note = "![latency vs recall, ingest rate](compare.png)" if chart.returncode == 0 else \
         f"(chart not drawn: {chart.stderr.strip()[-300:]})"

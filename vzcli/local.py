@@ -125,8 +125,10 @@ class LocalBackend:
             d = self.store.index_dir(name)
             if d.exists():  # left over by a crash between commit and cleanup of an earlier delete
                 shutil.rmtree(d, ignore_errors=True)
-            conn.execute("""INSERT INTO indexes(name, description, dimensions, metric, created_on, modified_on)
-                            VALUES (?,?,?,?,?,?)""", (name, description, dims, met, ts, ts))
+            conn.execute("""INSERT INTO indexes(name, description, dimensions, metric, created_on, modified_on,
+                                                connectivity, expansion_add, expansion_search)
+                            VALUES (?,?,?,?,?,?,?,?,?)""", (name, description, dims, met, ts, ts,
+                                                          *limits.HNSW_BUILD))
             row = _row(conn, name)
         self.store.index_dir(name).mkdir(parents=True, exist_ok=True)
         return _index_object(row)
@@ -256,17 +258,28 @@ class LocalBackend:
         # A kept record may predate a metadata index; an upsert must still make it filterable on it.
         for rec, key in kept:
             _index_values(props, rec, key, mv)
-        sql = "INSERT INTO vectors(index_id, id, namespace, metadata, vec) VALUES (?,?,?,?,?)"
         if not upsert:
-            sql += " ON CONFLICT(index_id, id) DO NOTHING"
-        new = 0
-        for rec in chunk:
-            cur = conn.execute(sql, (iid, rec.id, rec.namespace, rec.metadata_json, rec.values.tobytes()))
-            if cur.rowcount == 0:
-                continue
-            new += 1
-            assert cur.lastrowid is not None  # a row was inserted
-            _index_values(props, rec, cur.lastrowid, mv)
+            # insert keeps what is stored, and the first of repeated ids in the input
+            ids_json = orjson.dumps([r.id for r in chunk]).decode()
+            seen = {vid for (vid,) in conn.execute(
+                "SELECT id FROM vectors WHERE index_id = ? AND id IN (SELECT value FROM json_each(?))", (iid, ids_json))}
+            fresh = []
+            for rec in chunk:
+                if rec.id not in seen:
+                    seen.add(rec.id)
+                    fresh.append(rec)
+            chunk = fresh
+        # Keys are given explicitly (one executemany, not a statement per row): above every key
+        # ever used, as AUTOINCREMENT would pick them; this transaction holds the write lock.
+        base = conn.execute("SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'vectors'), 0), "
+                            "coalesce((SELECT max(key) FROM vectors), 0)) + 1").fetchone()[0]
+        conn.executemany("INSERT INTO vectors(key, index_id, id, namespace, metadata, vec) VALUES (?,?,?,?,?,?)",
+                         [(base + i, iid, r.id, r.namespace, r.metadata_json, r.values.tobytes())
+                          for i, r in enumerate(chunk)])
+        if props:
+            for i, rec in enumerate(chunk):
+                _index_values(props, rec, base + i, mv)
+        new = len(chunk)
         if mv:
             conn.executemany("INSERT OR IGNORE INTO mvals(prop_id, val, key) VALUES (?,?,?)", mv)
         result.count += n_read

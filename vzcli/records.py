@@ -59,7 +59,6 @@ def check_namespace(ns: Any) -> str | None:
     return ns
 
 
-_PLAIN_NUMBERS = {float, int}
 # float32's largest finite value plus half its last unit: anything smaller in magnitude rounds to
 # a finite float32 (FLT_MAX itself, as numpy prints it, is 3.4028235e+38)
 _F32_ROUNDS_TO_INF = 2.0**128 - 2.0**103
@@ -73,21 +72,15 @@ def check_vector(values: Any, dims: int, vid: str, *, raw_has_bool: bool = True,
         raise InvalidVector(prefix + f"values must be an array of numbers, got {_jtype(values)}", code=code)
     if len(values) != dims:
         raise InvalidVector(prefix + f"expected {dims} dimensions, and got {len(values)} dimensions", code=code)
-    types = set(map(type, values))
-    if types <= _PLAIN_NUMBERS:  # the usual case: one conversion and one range check
-        try:
-            arr = np.array(values, dtype=np.float64)
-        except OverflowError:
-            pass  # an integer beyond float64: the checks below say so
-        else:
-            if np.abs(arr).max() < _F32_ROUNDS_TO_INF:  # False for NaN too
-                return arr.astype(np.float32)
-    if raw_has_bool and bool in types:
+    if raw_has_bool and bool in set(map(type, values)):
         raise InvalidVector(prefix + "values must be numbers, not booleans", code=code)
     try:
         arr = np.array(values)
     except (TypeError, ValueError, OverflowError):
         raise InvalidVector(prefix + "values must all be numbers", code=code) from None
+    # the usual case, finite floats (numpy found no string, null or nested array): one range check
+    if arr.dtype.kind == "f" and arr.ndim == 1 and np.abs(arr).max() < _F32_ROUNDS_TO_INF:  # False for NaN
+        return arr.astype(np.float32)
     if arr.ndim != 1 or arr.dtype.kind not in "fib":
         # strings, nested arrays, nulls, or integers too large for any float
         raise InvalidVector(prefix + "values must all be numbers that fit in float32", code=code)
