@@ -132,3 +132,16 @@ def test_an_uncounted_delete_never_surfaces(built: tuple[Store, dict[str, np.nda
     assert "v3" not in ids and len(ids) == 5
     want = be.query("fv", vector=q, top_k=5, exact=True)
     assert got["matches"] == want["matches"]
+
+
+def test_a_cached_view_follows_the_catalogs_ef_search(built: tuple[Store, dict[str, np.ndarray]]) -> None:
+    st, model = built
+    be = LocalBackend(st)
+    be.query("fv", vector=model["v3"].tolist(), top_k=3)  # maps the file, ef_search 64
+    with st.write() as conn:
+        conn.execute("UPDATE indexes SET expansion_search = 24 WHERE name = 'fv'")
+    be.query("fv", vector=model["v3"].tolist(), top_k=3)
+    conn = st.conn()
+    row = _row(conn, "fv")
+    view = ann.open_view(st.index_dir("fv") / row["ann_file"], row)
+    assert view is not None and view.expansion_search == 24

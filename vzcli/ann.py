@@ -61,6 +61,8 @@ def open_view(path: Path, row: dict[str, Any]) -> Any | None:
     key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
     cached = _VIEWS.get(key)
     if cached is not None:
+        if cached.expansion_search != row["expansion_search"]:  # the catalog's setting changed
+            cached.expansion_search = row["expansion_search"]
         return cached
     if not file_ok(path, row):
         return None
