@@ -170,7 +170,12 @@ def _read_file_vectors(path: Path, row: dict[str, Any], conn: sqlite3.Connection
     slot_keys = graph[starts[:, None] + np.arange(8)].view("<u8").reshape(-1).astype(np.int64)
     del graph
     order = np.argsort(slot_keys, kind="stable")
-    mat = np.memmap(path, dtype=np.float32, mode="r", offset=8, shape=(rows, dims))
+    import mmap
+
+    with open(path, "rb") as f:  # the mapping outlives the descriptor
+        mapped = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    # a plain ndarray over the mapping: np.memmap's Python-level indexing costs more than a gather
+    mat = np.frombuffer(mapped, dtype=np.float32, count=rows * dims, offset=8).reshape(rows, dims)
     fv = FileVectors(slot_keys[order], order, mat)
     # Check a few live keys byte for byte against SQLite: a layout surprise must never change scores.
     sample: Any = fv.keys[np.linspace(0, len(fv.keys) - 1, num=min(8, len(fv.keys)), dtype=np.int64)] if n else []

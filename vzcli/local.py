@@ -90,12 +90,18 @@ def _vec_list(blob: bytes) -> list[float]:
 class LocalBackend:
     """Vectorize over a local store."""
 
-    def __init__(self, store: Store, *, resident: bool = True) -> None:
+    def __init__(self, store: Store, *, resident: bool = True, maintain: bool = True) -> None:
         """`resident`: this object lives long (a server, a library user), so each ANN file's
         vectors are faulted into memory once (a sequential read) and every query scores from
-        them. A one-shot process (the CLI) passes False and reads a query's few rows from SQLite."""
+        them. A one-shot process (the CLI) passes False and reads a query's few rows from SQLite.
+
+        `maintain`: a write merges the ANN file itself when due, before it returns. `vz serve`
+        passes False and merges in the background instead (`ann.maintain`), so a write answers
+        once SQLite has committed it; queries are exact over the not-yet-merged records meanwhile.
+        """
         self.store = store
         self.resident = resident
+        self.maintain = maintain
 
     # --- indexes --------------------------------------------------------------------------------
     def create_index(self, name: str, *, dimensions: int | None = None, metric: str | None = None,
@@ -328,6 +334,8 @@ class LocalBackend:
         """Merge the ANN file after a committed write; a failure says the write itself is safe."""
         from vzcli import ann
 
+        if not self.maintain:
+            return
         try:
             ann.maintain(self.store, name)
         except (VzError, OSError, RuntimeError, ValueError) as e:

@@ -234,6 +234,11 @@ class VzApp:
         self.store_path = Path(store) if store is not None else default_store_path()
         self.token = token or None
         self._local = threading.local()
+        # background ANN maintenance (see `written`): indexes written since their last check
+        self._cv = threading.Condition()
+        self._dirty: set[str] = set()
+        self._busy = False
+        self._worker: threading.Thread | None = None
         p = r"/accounts/(?P<account>[^/]+)/vectorize/v2/indexes"
         n = r"/(?P<name>[^/]+)"
         # (regex, {method: handler}); the first regex that matches decides 404 vs 405
@@ -259,7 +264,7 @@ class VzApp:
             from vzcli.local import LocalBackend
             from vzcli.store import Store
 
-            b = self._local.backend = LocalBackend(Store(self.store_path))
+            b = self._local.backend = LocalBackend(Store(self.store_path), maintain=False)
         return b
 
     async def read(self, fn: Callable[[Any], Any]) -> Any:
@@ -276,6 +281,51 @@ class VzApp:
         """Run a write in the thread pool: it may wait up to VZ_LOCK_TIMEOUT for SQLite's write
         lock (a CLI process writing the same store), and the loop must keep serving reads."""
         return await run_in_threadpool(lambda: fn(self.backend()))
+
+    def written(self, name: str) -> None:
+        """After a committed write to `name`: merge its ANN file in the background when due.
+
+        A bulk load through the API (wrangler sends 5000 records per request) would otherwise
+        merge the whole file on every request. One daemon thread merges, one index at a time;
+        the writes that arrive during a merge are covered by the next. The thread is not tied to
+        an event loop, and a process that exits mid-merge loses only that work (files are
+        published by rename; leftovers are swept).
+        """
+        with self._cv:
+            self._dirty.add(name)
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._maintain_worker, name="vz-maintain", daemon=True)
+                self._worker.start()
+            self._cv.notify_all()
+
+    def _maintain_worker(self) -> None:
+        while True:
+            with self._cv:
+                while not self._dirty:
+                    self._busy = False
+                    self._cv.notify_all()
+                    self._cv.wait()
+                name = self._dirty.pop()
+                self._busy = True
+            self._maintain_now(name)
+
+    def _maintain_now(self, name: str) -> None:
+        import logging
+
+        from vzcli import ann
+
+        try:
+            ann.maintain(self.backend().store, name)
+        except (VzError, OSError, RuntimeError, ValueError) as e:
+            detail = e.message if isinstance(e, VzError) else str(e)
+            logging.getLogger("vz.serve").warning(
+                "updating the ANN file of %r failed: %s; queries stay correct (recent writes are "
+                "searched exactly) and the next write retries", name, detail)
+
+    def idle(self, timeout: float | None = None) -> bool:
+        """Block until no background merge is queued or running (for tests and benchmarks)."""
+        with self._cv:
+            return self._cv.wait_for(lambda: not self._dirty and not self._busy, timeout)
 
     # --- ASGI ---
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -405,6 +455,7 @@ class VzApp:
             return fn(name, BytesIO(payload), source="request body", discard=discard)
 
         res = await self.write(write)
+        self.written(name)
         if res.discarded:
             messages.append({"code": 0, "message": f"discarded {res.discarded} unparsable line(s): "
                                                    + "; ".join(res.errors[:10])})
@@ -440,6 +491,7 @@ class VzApp:
     async def delete_by_ids(self, request: Request, messages: list[Any], name: str) -> Any:
         ids = _ids(await _json_body(request), limits.DELETE_BY_IDS_MAX)
         res = await self.write(lambda b: b.delete_by_ids(name, ids))
+        self.written(name)
         return {"mutationId": res.mutation_id}
 
     async def list_vectors(self, request: Request, messages: list[Any], name: str) -> Any:

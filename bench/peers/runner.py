@@ -146,6 +146,22 @@ def run_vz_cli(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[s
     return res
 
 
+def _wait_merged(catalog: Path, name: str, threshold: int) -> None:
+    """Poll the catalog until the index's ANN file covers all but fewer than `threshold` rows
+    (vz's merge threshold: a smaller delta stays searched exactly, by design)."""
+    con = sqlite3.connect(f"file:{catalog}?mode=ro", uri=True)
+    try:
+        while True:
+            row = con.execute("SELECT id, ann_max_key FROM indexes WHERE name = ?", (name,)).fetchone()
+            delta = con.execute("SELECT count(*) FROM vectors WHERE key > ? AND +index_id = ?",
+                                (row[1], row[0])).fetchone()[0]
+            if delta < threshold:
+                return
+            time.sleep(0.05)
+    finally:
+        con.close()
+
+
 def run_vz_http(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[str, Any]:
     import http.client
     import socket
@@ -187,6 +203,9 @@ def run_vz_http(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[
         batch = 5000  # the REST API's per-request maximum
         for i in range(0, len(lines), batch):
             call("POST", "/b/insert", b"".join(lines[i:i + batch]), "application/x-ndjson")
+        t_acked = time.perf_counter() - t
+        # vz serve merges the ANN file in the background: ingest ends when the file holds every row
+        _wait_merged(store / "catalog.sqlite3", "b", threshold=2000)
         ingest = time.perf_counter() - t
         del lines
         qls = [q.astype(float).tolist() for q in qs]
@@ -201,7 +220,9 @@ def run_vz_http(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[
 
         q_http(None)(qls[0])
         res: dict[str, Any] = {"ingest_s": ingest, "sweep": [], "filtered": [],
-                               "note": f"inserted in {batch}-record requests (the API maximum)"}
+                               "note": f"inserted in {batch}-record requests (the API maximum); the last "
+                                       f"request was answered after {t_acked:.1f} s, the background merge "
+                                       f"done after {ingest:.1f} s (the ingest figure)"}
         lat, ids = timed(q_http(None), qls)
         res["sweep"].append({"setting": "default", "lat": lat, "ids": ids, "cpu": CPU[-1]})
         for label, lim in spec["filters"]:
