@@ -145,3 +145,39 @@ def test_a_cached_view_follows_the_catalogs_ef_search(built: tuple[Store, dict[s
     row = _row(conn, "fv")
     view = ann.open_view(st.index_dir("fv") / row["ann_file"], row)
     assert view is not None and view.expansion_search == 24
+
+
+def test_ids_and_namespaces_from_memory_survive_merges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resident backend answers ids, namespaces and values from the file; after a merge it
+    carries them over to the new file and reads only the merged records."""
+    monkeypatch.setenv("VZ_MERGE_THRESHOLD", "100")
+    rng = np.random.default_rng(5)
+    st = Store(tmp_path / "store")
+    resident, one_shot = LocalBackend(st), LocalBackend(st, resident=False)
+    resident.create_index("ns", dimensions=DIMS, metric="euclidean")
+    vecs = rng.standard_normal((400, DIMS)).astype(np.float32)
+
+    def batch(lo: int, hi: int) -> io.BytesIO:
+        return io.BytesIO("".join(json.dumps({"id": f"r{i}", "values": vecs[i].tolist(),
+                                              **({"namespace": f"n{i % 3}"} if i % 2 else {})}) + "\n"
+                                  for i in range(lo, hi)).encode())
+
+    def check() -> None:
+        namespaces = set()
+        for i in range(0, 400, 37):
+            q = vecs[i].tolist()
+            a = resident.query("ns", vector=q, top_k=8, return_values=True)
+            assert a == one_shot.query("ns", vector=q, top_k=8, return_values=True)  # one_shot reads SQLite
+            assert len(a["matches"]) == 8
+            namespaces |= {m.get("namespace") for m in a["matches"]}
+        assert {"n0", "n1", "n2"} <= namespaces
+
+    resident.insert("ns", batch(0, 200))
+    check()
+    first = _row(st.conn(), "ns")["ann_file"]
+    resident.insert("ns", batch(200, 400))
+    resident.delete_by_ids("ns", [f"r{i}" for i in range(0, 400, 9)])
+    assert _row(st.conn(), "ns")["ann_file"] != first  # merged into a new file
+    check()
+    fv = ann.file_vectors(st.index_dir("ns") / _row(st.conn(), "ns")["ann_file"], _row(st.conn(), "ns"), st.conn())
+    assert fv is not None and fv.known is not None  # the new file's ids came into memory

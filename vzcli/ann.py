@@ -89,11 +89,50 @@ class FileVectors:
     key) and published files are immutable, so the bytes are the ones SQLite holds.
     """
 
-    __slots__ = ("keys", "slots", "mat", "resident")
+    __slots__ = ("keys", "slots", "mat", "resident", "ids", "nss", "known")
 
     def __init__(self, keys: np.ndarray, slots: np.ndarray, mat: np.ndarray) -> None:
         self.keys, self.slots, self.mat = keys, slots, mat
         self.resident = False
+        # id and namespace of each key (in `keys` order), loaded by `load_info`; `known` marks
+        # the keys that had a record when loaded (a key's id and namespace never change)
+        self.ids: np.ndarray | None = None
+        self.nss: np.ndarray | None = None
+        self.known: np.ndarray | None = None
+
+    def load_info(self, conn: sqlite3.Connection, donor: FileVectors | None) -> None:
+        """Load the id and namespace of every key, taking what `donor` (the index's previous
+        file) already holds, so that after a merge only the merged records are read."""
+        if self.known is not None:
+            return
+        n = len(self.keys)
+        ids, nss, known = np.full(n, None, dtype=object), np.full(n, None, dtype=object), np.zeros(n, dtype=bool)
+        if donor is not None and donor.known is not None and len(donor.keys) and n:
+            pos = np.searchsorted(donor.keys, self.keys)
+            pos[pos >= len(donor.keys)] = 0
+            hit = (donor.keys[pos] == self.keys) & donor.known[pos]
+            assert donor.ids is not None and donor.nss is not None
+            ids[hit], nss[hit], known[hit] = donor.ids[pos[hit]], donor.nss[pos[hit]], True
+        missing = self.keys[~known].tolist()
+        for i in range(0, len(missing), 30000):  # under SQLite's bound-parameter limit
+            part = missing[i:i + 30000]
+            rows = conn.execute(f"SELECT key, id, namespace FROM vectors WHERE key IN ({','.join('?' * len(part))})",
+                                part).fetchall()
+            if rows:
+                at = np.searchsorted(self.keys, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
+                ids[at] = [r[1] for r in rows]
+                nss[at] = [r[2] for r in rows]
+                known[at] = True
+        self.ids, self.nss, self.known = ids, nss, known
+
+    def info(self, keys: list[int]) -> dict[int, tuple[str, str | None]]:
+        """key -> (id, namespace) for the `keys` this file knows (after `load_info`)."""
+        assert self.known is not None and self.ids is not None and self.nss is not None
+        arr = np.asarray(keys, dtype=np.int64)
+        pos = np.searchsorted(self.keys, arr)
+        pos[pos >= len(self.keys)] = 0
+        ok = (self.keys[pos] == arr) & self.known[pos]
+        return {k: (self.ids[p], self.nss[p]) for k, p, good in zip(keys, pos.tolist(), ok.tolist(), strict=True) if good}
 
     def make_resident(self) -> None:
         """Fault the whole matrix into this process's mapping with one sequential pass.
@@ -116,6 +155,17 @@ class FileVectors:
 
 
 _FILE_VECTORS: dict[tuple[str, int, int, int], FileVectors | None] = {}
+_INFO_DONORS: dict[str, FileVectors] = {}  # index directory -> its latest file with ids loaded
+
+
+def file_info(fv: FileVectors, path: Path, conn: sqlite3.Connection) -> FileVectors:
+    """`fv` with ids and namespaces loaded (once per file and process; see `load_info`)."""
+    if fv.known is None:
+        d = str(path.parent)
+        donor = _INFO_DONORS.get(d)
+        fv.load_info(conn, donor if donor is not fv else None)
+        _INFO_DONORS[d] = fv
+    return fv
 
 
 def file_vectors(path: Path, row: dict[str, Any], conn: sqlite3.Connection, *,

@@ -474,12 +474,13 @@ class LocalBackend:
             index_dir = self.store.index_dir(name)
             hits, plan = search.search(conn, row, index_dir, q, int(top_k), namespace, comp, exact=exact,
                                        resident=self.resident)
-            details = _details(conn, [k for _, k in hits], return_values)
-            if plan.trusted and len(details) < len(hits):
+            details = self._match_details(conn, row, plan, hits, return_values, return_metadata)
+            if details is None:
                 # a key of the HNSW file was deleted without being counted: search again, checking keys
                 hits, plan = search.search(conn, row, index_dir, q, int(top_k), namespace, comp, exact=exact,
                                            recheck=True, resident=self.resident)
-                details = _details(conn, [k for _, k in hits], return_values)
+                details = self._match_details(conn, row, plan, hits, return_values, return_metadata)
+                assert details is not None
             keys = [k for _, k in hits]
             indexed: dict[int, dict[str, Any]] = {}
             if return_metadata == "indexed" and keys and props:
@@ -506,6 +507,39 @@ class LocalBackend:
                     m["namespace"] = ns
                 matches.append(m)
             return {"count": len(matches), "matches": matches}
+
+    def _match_details(self, conn: sqlite3.Connection, row: dict[str, Any], plan: Any, hits: list[tuple[float, int]],
+                       values: bool, metadata: str) -> dict[int, tuple[Any, ...]] | None:
+        """key -> (id, namespace, metadata[, vec]) of the hits; None if a trusted hit turns out dead.
+
+        A resident backend takes ids, namespaces and values of keys in the ANN file from memory
+        (they never change for a key) and asks SQLite only about the delta and, when returned,
+        metadata; liveness of a trusted hit is then checked in `dead_keys`.
+        """
+        from vzcli import ann
+        from vzcli.search import dead_among
+
+        keys = [k for _, k in hits]
+        fv = plan.fv
+        if not (self.resident and fv is not None and fv.resident and metadata != "all"):
+            details = _details(conn, keys, values)
+            return None if plan.trusted and len(details) < len(keys) else details
+        ann.file_info(fv, self.store.index_dir(row["name"]) / row["ann_file"], conn)
+        known = fv.info(keys)
+        if plan.trusted and dead_among(conn, row["id"], list(known)):
+            return None
+        rest = [k for k in keys if k not in known]
+        details = _details(conn, rest, values) if rest else {}
+        if known:
+            import numpy as np
+
+            vecs: list[Any] = [None] * len(known)
+            if values:
+                _, mat = fv.split(np.asarray(list(known), dtype=np.int64))
+                vecs = [v.tobytes() for v in mat]
+            for (key, (vid, ns)), vec in zip(known.items(), vecs, strict=True):
+                details[key] = (vid, ns, None, vec) if values else (vid, ns, None)
+        return details
 
     # --- metadata indexes -----------------------------------------------------------------------
     def create_metadata_index(self, name: str, property_name: str, index_type: str, *, backfill: bool = False,

@@ -72,7 +72,7 @@ def check_vector(values: Any, dims: int, vid: str, *, raw_has_bool: bool = True,
         raise InvalidVector(prefix + f"values must be an array of numbers, got {_jtype(values)}", code=code)
     if len(values) != dims:
         raise InvalidVector(prefix + f"expected {dims} dimensions, and got {len(values)} dimensions", code=code)
-    if raw_has_bool and bool in set(map(type, values)):
+    if raw_has_bool and bool in map(type, values):
         raise InvalidVector(prefix + "values must be numbers, not booleans", code=code)
     try:
         arr = np.array(values)

@@ -56,6 +56,7 @@ class Plan:
     candidates: int | None = None
     fetched: int = 0
     trusted: bool = False  # HNSW keys used without a liveness check (see `search`)
+    fv: ann.FileVectors | None = None  # the ANN file's vectors, when the query used them
 
 
 def _cond(index_id: int, namespace: str | None, comp: Compiled | None, *, drive: bool,
@@ -170,6 +171,14 @@ def _exact(conn: sqlite3.Connection, metric: str, q: np.ndarray, k: int, where: 
     return _topk(metric, q, k, _file_chunks(conn, fv, conn.execute(sql, sparams), dims), dims)
 
 
+def dead_among(conn: sqlite3.Connection, index_id: int, keys: list[int]) -> set[int]:
+    """The `keys` deleted since the index's ANN file was built (they may still be in the file)."""
+    if not keys:
+        return set()
+    return {k for (k,) in conn.execute(
+        f"SELECT key FROM dead_keys WHERE index_id = ? AND key IN ({','.join('?' * len(keys))})", [index_id, *keys])}
+
+
 def _live_matching(conn: sqlite3.Connection, keys: list[int], where: str, params: list[Any]) -> set[int]:
     if not keys:
         return set()
@@ -200,13 +209,12 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
         where, params = _cond(index_id, namespace, comp, drive=True)
         return _exact(conn, metric, q, k, where, params, dims), Plan("exact")
     fv = ann.file_vectors(index_dir / row["ann_file"], row, conn, resident=resident)
-
     max_key = row["ann_max_key"]
     # Records newer than the file (the delta) are always searched exactly.
     dwhere, dparams = _cond(index_id, namespace, comp, drive=False, by_key=True)
     delta = _exact(conn, metric, q, k, f"v.key > ? AND {dwhere}", [max_key, *dparams], dims)
 
-    plan = Plan("hnsw")
+    plan = Plan("hnsw", fv=fv)
     pwhere, pparams = _cond(index_id, namespace, comp, drive=False, by_key=True)
     # one positive clause and no namespace: the metadata index alone lists the (live) candidates
     by_driver = namespace is None and comp is not None and comp.driver_only
@@ -239,7 +247,10 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
         if plan.trusted:
             found = list(zip(m.distances.tolist(), keys, strict=True))
         else:
-            if by_driver:
+            if not restricted:
+                # a key of the file is live unless it is listed dead (deleted since the file was built)
+                ok = set(keys) - dead_among(conn, index_id, keys)
+            elif by_driver:
                 assert comp is not None
                 ok = {key for (key,) in conn.execute(
                     f"{comp.driver} AND m.key IN (SELECT value FROM json_each(?))",

@@ -207,6 +207,8 @@ def run_vz_http(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[
         # vz serve merges the ANN file in the background: ingest ends when the file holds every row
         _wait_merged(store / "catalog.sqlite3", "b", threshold=2000)
         ingest = time.perf_counter() - t
+        conn.close()  # idle longer than uvicorn's keep-alive (5 s) while the merge ran: reconnect
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
         del lines
         qls = [q.astype(float).tolist() for q in qs]
 
