@@ -181,3 +181,23 @@ def test_ids_and_namespaces_from_memory_survive_merges(tmp_path: Path, monkeypat
     check()
     fv = ann.file_vectors(st.index_dir("ns") / _row(st.conn(), "ns")["ann_file"], _row(st.conn(), "ns"), st.conn())
     assert fv is not None and fv.known is not None  # the new file's ids came into memory
+
+
+def test_a_merge_adds_with_the_indexs_own_ef_construction(built: tuple[Store, dict[str, np.ndarray]],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """usearch files do not store expansion_add; a merge must pass the catalog's, not usearch's 128."""
+    from usearch.index import Index
+
+    st, _ = built
+    seen: list[int] = []
+    real = Index.restore
+
+    def spy(*a: object, **kw: object) -> object:
+        idx = real(*a, **kw)  # type: ignore[arg-type]
+        if idx is not None and not kw.get("view"):
+            seen.append(idx.expansion_add)
+        return idx
+
+    monkeypatch.setattr(Index, "restore", staticmethod(spy))
+    LocalBackend(st).upsert("fv", _lines({f"w{i}": np.full(DIMS, i + 1.0, dtype=np.float32) for i in range(60)}))
+    assert seen and set(seen) == {_row(st.conn(), "fv")["expansion_add"]} == {64}

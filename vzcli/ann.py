@@ -422,7 +422,8 @@ def maintain(store: Store, name: str, *, force: str | None = None, threads: int 
                 from usearch.index import Index
 
                 try:
-                    idx = Index.restore(str(d / base_file), view=False, expansion_search=row["expansion_search"])
+                    idx = Index.restore(str(d / base_file), view=False, expansion_add=row["expansion_add"],
+                                        expansion_search=row["expansion_search"])
                 except (ValueError, RuntimeError, OSError):
                     idx = None
                 if idx is None:
