@@ -162,6 +162,8 @@ class Store:
                     pass  # read-only store: stay in its current mode
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = OFF")
+            # a bulk insert grows the WAL to its own size; after the checkpoint, give the space back
+            conn.execute("PRAGMA journal_size_limit = 67108864")
         except BaseException:
             conn.close()
             raise
