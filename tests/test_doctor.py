@@ -142,6 +142,34 @@ def test_missing_and_foreign_ann_files_are_rebuilt(vz, built: Path) -> None:
     _same_as_exact(vz)
 
 
+def test_a_vector_changed_inside_the_ann_file_is_found_and_rebuilt(vz, built: Path) -> None:
+    """Queries score from the file's own vectors; doctor compares every one with SQLite's."""
+    import numpy as np
+
+    from vzcli import ann
+
+    path = _ann(built)
+    db = _db(built)
+    cur = db.execute("SELECT * FROM indexes WHERE name = 'a'")
+    row = dict(zip([c[0] for c in cur.description], cur.fetchone(), strict=True))
+    fv = ann._read_file_vectors(path, row, db)
+    assert fv is not None
+    (key,) = db.execute("SELECT key FROM vectors WHERE id = 'v10'").fetchone()
+    pos = int(np.searchsorted(fv.keys, key))
+    assert fv.keys[pos] == key and pos not in np.linspace(0, len(fv.keys) - 1, 8, dtype=np.int64)  # not sampled
+    slot = int(fv.slots[pos])
+    with open(path, "r+b") as f:
+        f.seek(8 + slot * 16)
+        f.write(np.array([9, 9, 9, 9], dtype=np.float32).tobytes())
+    code, rep = _doctor(vz, "a")
+    assert code == 1 and _checks(rep) == [("a", "ann.file", False)]
+    assert rep["problems"][0]["message"].endswith("1 record(s) whose vector in the file differs from SQLite's")
+    code, rep = _doctor(vz, "a", "--repair")
+    assert code == 0 and _checks(rep) == [("a", "ann.file", True)]
+    assert _doctor(vz, "a")[0] == 0
+    _same_as_exact(vz)
+
+
 def _scramble_neighbours(path: Path) -> None:
     """Point every level-0 neighbour slot far out of range, keeping the size: usearch segfaults on it."""
     b = bytearray(path.read_bytes())

@@ -301,7 +301,31 @@ def _check_ann_file(conn: sqlite3.Connection, row: dict[str, Any], path: Path) -
         missing = np.setdiff1d(want, keys).size
         extra = np.setdiff1d(keys, want).size
         return f"{missing} record(s) missing from the file and {extra} unknown key(s) in it"
-    return None
+    return _check_file_vectors(conn, row, path)
+
+
+def _check_file_vectors(conn: sqlite3.Connection, row: dict[str, Any], path: Path) -> str | None:
+    """Queries score from the file's own vectors: every live one must equal SQLite's, byte for byte."""
+    fv = ann._read_file_vectors(path, row, conn)
+    if fv is None:
+        if row["dtype"] != "f32":
+            return None  # vz does not read vectors from such files
+        return "its vectors differ from SQLite's (sampled rows)"
+    differ = 0
+    cur = conn.execute("SELECT key, vec FROM vectors WHERE key <= ? AND +index_id = ? ORDER BY key",
+                       (row["ann_max_key"], row["id"]))
+    while rows := cur.fetchmany(8192):
+        keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        hit, mat = fv.split(keys)
+        stored = [r[1] for r, h in zip(rows, hit.tolist(), strict=True) if h]
+        differ += int((~hit).sum()) + sum(1 for v, b in zip(mat, stored, strict=True)
+                                          if v.tobytes() != b and _valid_vec(b, row["dimensions"]))
+    return f"{differ} record(s) whose vector in the file differs from SQLite's" if differ else None
+
+
+def _valid_vec(blob: bytes, dims: int) -> bool:
+    """A stored vector doctor can compare; a broken one is `records.values`' finding, not the file's."""
+    return len(blob) == 4 * dims and bool(np.isfinite(np.frombuffer(blob, dtype=np.float32)).all())
 
 
 def _probe(path: Path, row: dict[str, Any]) -> str | None:
