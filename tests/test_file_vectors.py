@@ -201,3 +201,15 @@ def test_a_merge_adds_with_the_indexs_own_ef_construction(built: tuple[Store, di
     monkeypatch.setattr(Index, "restore", staticmethod(spy))
     LocalBackend(st).upsert("fv", _lines({f"w{i}": np.full(DIMS, i + 1.0, dtype=np.float32) for i in range(60)}))
     assert seen and set(seen) == {_row(st.conn(), "fv")["expansion_add"]} == {64}
+
+
+@pytest.mark.parametrize("n", [30, 50000])  # a short list binds each key; a long one goes as JSON
+def test_dead_among_finds_exactly_the_dead_keys(n: int) -> None:
+    from vzcli.search import dead_among
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE dead_keys (index_id INTEGER, key INTEGER, PRIMARY KEY (index_id, key)) WITHOUT ROWID")
+    conn.executemany("INSERT INTO dead_keys VALUES (?, ?)", [(1, k) for k in range(0, 2 * n, 3)] + [(2, 1)])
+    assert dead_among(conn, 1, list(range(n))) == set(range(0, n, 3))
+    assert dead_among(conn, 2, list(range(n))) == {1}
+    assert dead_among(conn, 1, []) == set()

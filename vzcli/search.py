@@ -175,8 +175,15 @@ def dead_among(conn: sqlite3.Connection, index_id: int, keys: list[int]) -> set[
     """The `keys` deleted since the index's ANN file was built (they may still be in the file)."""
     if not keys:
         return set()
+    if len(keys) > 500:  # a long list goes as one JSON parameter (SQLite bounds the parameter count)
+        return {k for (k,) in conn.execute("SELECT key FROM dead_keys WHERE index_id = ? AND key IN "
+                                           "(SELECT value FROM json_each(?))", [index_id, _json_keys(keys)])}
     return {k for (k,) in conn.execute(
         f"SELECT key FROM dead_keys WHERE index_id = ? AND key IN ({','.join('?' * len(keys))})", [index_id, *keys])}
+
+
+def _json_keys(keys: list[int]) -> str:
+    return "[" + ",".join(map(str, keys)) + "]"
 
 
 def _live_matching(conn: sqlite3.Connection, keys: list[int], where: str, params: list[Any]) -> set[int]:
