@@ -66,7 +66,8 @@ def test_file_vectors_equal_sqlite_for_every_live_key(built: tuple[Store, dict[s
     conn = st.conn()
     row = _row(conn, "fv")
     assert row["ann_tombstones"] > 0  # the merge really removed nodes
-    fv = ann.file_vectors(st.index_dir("fv") / row["ann_file"], row, conn)
+    path = st.index_dir("fv") / row["ann_file"]
+    fv = ann.file_vectors(ann.open_view(path, row), path, row, conn)
     assert fv is not None
     stored = dict(conn.execute("SELECT key, vec FROM vectors WHERE key <= ?", (row["ann_max_key"],)))
     keys = np.asarray(sorted(stored), dtype=np.int64)
@@ -110,7 +111,7 @@ def test_a_file_whose_matrix_differs_from_sqlite_is_not_used(built: tuple[Store,
         f.write(np.full(DIMS * 4, 0.5, dtype=np.float32).tobytes())
     ann._FILE_VECTORS.clear()
     ann._VIEWS.clear()
-    assert ann.file_vectors(path, row, conn) is None
+    assert ann.file_vectors(ann.open_view(path, row), path, row, conn) is None
     q = model["v3"].tolist()
     got = LocalBackend(st).query("fv", vector=q, top_k=3, filter={"n": {"$lt": 40}})
     want = LocalBackend(st).query("fv", vector=q, top_k=3, filter={"n": {"$lt": 40}}, exact=True)
@@ -179,7 +180,9 @@ def test_ids_and_namespaces_from_memory_survive_merges(tmp_path: Path, monkeypat
     resident.delete_by_ids("ns", [f"r{i}" for i in range(0, 400, 9)])
     assert _row(st.conn(), "ns")["ann_file"] != first  # merged into a new file
     check()
-    fv = ann.file_vectors(st.index_dir("ns") / _row(st.conn(), "ns")["ann_file"], _row(st.conn(), "ns"), st.conn())
+    row = _row(st.conn(), "ns")
+    path = st.index_dir("ns") / row["ann_file"]
+    fv = ann.file_vectors(ann.open_view(path, row), path, row, st.conn())
     assert fv is not None and fv.known is not None  # the new file's ids came into memory
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from vzcli.errors import StoreError
-from vzcli.store import Store
+from vzcli.store import Store, json_keys
 
 USEARCH_METRIC = {"cosine": "cos", "euclidean": "l2sq", "dot-product": "ip"}
 REBUILD_CHURN = 0.25
@@ -89,10 +89,10 @@ class FileVectors:
     key) and published files are immutable, so the bytes are the ones SQLite holds.
     """
 
-    __slots__ = ("keys", "slots", "mat", "resident", "ids", "nss", "known")
+    __slots__ = ("path", "keys", "slots", "mat", "resident", "ids", "nss", "known")
 
-    def __init__(self, keys: np.ndarray, slots: np.ndarray, mat: np.ndarray) -> None:
-        self.keys, self.slots, self.mat = keys, slots, mat
+    def __init__(self, path: Path, keys: np.ndarray, slots: np.ndarray, mat: np.ndarray) -> None:
+        self.path, self.keys, self.slots, self.mat = path, keys, slots, mat
         self.resident = False
         # id and namespace of each key (in `keys` order), loaded by `load_info`; `known` marks
         # the keys that had a record when loaded (a key's id and namespace never change)
@@ -107,31 +107,23 @@ class FileVectors:
             return
         n = len(self.keys)
         ids, nss, known = np.full(n, None, dtype=object), np.full(n, None, dtype=object), np.zeros(n, dtype=bool)
-        if donor is not None and donor.known is not None and len(donor.keys) and n:
-            pos = np.searchsorted(donor.keys, self.keys)
-            pos[pos >= len(donor.keys)] = 0
-            hit = (donor.keys[pos] == self.keys) & donor.known[pos]
+        if donor is not None and donor.known is not None:
             assert donor.ids is not None and donor.nss is not None
+            pos, hit = donor.find(self.keys)
+            hit &= donor.known[pos]
             ids[hit], nss[hit], known[hit] = donor.ids[pos[hit]], donor.nss[pos[hit]], True
-        missing = self.keys[~known].tolist()
-        for i in range(0, len(missing), 30000):  # under SQLite's bound-parameter limit
-            part = missing[i:i + 30000]
-            rows = conn.execute(f"SELECT key, id, namespace FROM vectors WHERE key IN ({','.join('?' * len(part))})",
-                                part).fetchall()
-            if rows:
-                at = np.searchsorted(self.keys, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
-                ids[at] = [r[1] for r in rows]
-                nss[at] = [r[2] for r in rows]
-                known[at] = True
+        rows = conn.execute("SELECT key, id, namespace FROM vectors WHERE key IN (SELECT value FROM json_each(?))",
+                            (json_keys(self.keys[~known].tolist()),)).fetchall()
+        if rows:
+            at = np.searchsorted(self.keys, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
+            ids[at], nss[at], known[at] = [r[1] for r in rows], [r[2] for r in rows], True
         self.ids, self.nss, self.known = ids, nss, known
 
     def info(self, keys: list[int]) -> dict[int, tuple[str, str | None]]:
         """key -> (id, namespace) for the `keys` this file knows (after `load_info`)."""
         assert self.known is not None and self.ids is not None and self.nss is not None
-        arr = np.asarray(keys, dtype=np.int64)
-        pos = np.searchsorted(self.keys, arr)
-        pos[pos >= len(self.keys)] = 0
-        ok = (self.keys[pos] == arr) & self.known[pos]
+        pos, ok = self.find(np.asarray(keys, dtype=np.int64))
+        ok &= self.known[pos]
         return {k: (self.ids[p], self.nss[p]) for k, p, good in zip(keys, pos.tolist(), ok.tolist(), strict=True) if good}
 
     def make_resident(self) -> None:
@@ -146,91 +138,86 @@ class FileVectors:
                 int(flat[:: 1024].sum())  # one float per 4 KiB page
             self.resident = True
 
-    def split(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mask of `keys` present in the file, their vectors in order)."""
+    def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(position of each of `keys` in `self.keys`, mask of those the file holds)."""
+        if not len(self.keys):
+            return np.zeros(len(keys), dtype=np.int64), np.zeros(len(keys), dtype=bool)
         pos = np.searchsorted(self.keys, keys)
         pos[pos >= len(self.keys)] = 0
-        hit = self.keys[pos] == keys
+        return pos, self.keys[pos] == keys
+
+    def split(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mask of `keys` present in the file, their vectors in order)."""
+        pos, hit = self.find(keys)
         return hit, self.mat[self.slots[pos[hit]]]
 
 
-_FILE_VECTORS: dict[tuple[str, int, int, int], FileVectors | None] = {}
-_INFO_DONORS: dict[str, FileVectors] = {}  # index directory -> its latest file with ids loaded
+_FILE_VECTORS: dict[str, tuple[Any, FileVectors | None]] = {}  # path -> (its view, its vectors)
+_INFO_DONORS: dict[Path, FileVectors] = {}  # index directory -> its latest file with ids loaded
 
 
-def file_info(fv: FileVectors, path: Path, conn: sqlite3.Connection) -> FileVectors:
+def file_info(fv: FileVectors, conn: sqlite3.Connection) -> FileVectors:
     """`fv` with ids and namespaces loaded (once per file and process; see `load_info`)."""
     if fv.known is None:
-        d = str(path.parent)
-        donor = _INFO_DONORS.get(d)
+        donor = _INFO_DONORS.get(fv.path.parent)
         fv.load_info(conn, donor if donor is not fv else None)
-        _INFO_DONORS[d] = fv
+        _INFO_DONORS[fv.path.parent] = fv
     return fv
 
 
-def file_vectors(path: Path, row: dict[str, Any], conn: sqlite3.Connection, *,
+def file_vectors(view: Any, path: Path, row: dict[str, Any], conn: sqlite3.Connection, *,
                  resident: bool = False) -> FileVectors | None:
-    """The vectors of a published file (cached per process), or None when they cannot be used.
-
-    None for a layout this code does not know, a dtype other than f32, or a file whose sampled
-    vectors differ from SQLite's (checked once per file): callers then read SQLite instead.
-    """
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    ck = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
-    if ck in _FILE_VECTORS:
-        fv = _FILE_VECTORS[ck]
-        if resident and fv is not None:
-            fv.make_resident()
-        return fv
-    try:
-        fv = _read_file_vectors(path, row, conn)
-    except (OSError, ValueError):
-        fv = None
-    for old in [k for k in _FILE_VECTORS if k[0] == ck[0]] + list(_FILE_VECTORS)[: max(0, len(_FILE_VECTORS) - _VIEWS_MAX + 1)]:
-        _FILE_VECTORS.pop(old, None)
-    _FILE_VECTORS[ck] = fv
+    """The vectors of the file `view` maps (from `open_view`, which validated it), cached with
+    that view; None when they cannot be used (a layout this code does not know, a dtype other
+    than f32, or sampled vectors that differ from SQLite's): callers then read SQLite."""
+    entry = _FILE_VECTORS.get(str(path))
+    if entry is not None and entry[0] is view:
+        fv = entry[1]
+    else:
+        try:
+            fv = _read_file_vectors(path, row, conn)
+        except (OSError, ValueError):
+            fv = None
+        for old in list(_FILE_VECTORS)[: max(0, len(_FILE_VECTORS) - _VIEWS_MAX + 1)]:
+            _FILE_VECTORS.pop(old, None)
+        _FILE_VECTORS[str(path)] = (view, fv)
     if resident and fv is not None:
         fv.make_resident()
     return fv
 
 
 def _read_file_vectors(path: Path, row: dict[str, Any], conn: sqlite3.Connection) -> FileVectors | None:
+    """Map the vector matrix of a file that `file_ok` accepted, and its slot -> key map."""
+    import mmap
     import struct
 
-    if row["dtype"] != "f32" or not file_ok(path, row):
+    if row["dtype"] != "f32":
         return None
     dims = row["dimensions"]
     with open(path, "rb") as f:
         rows, bpv = struct.unpack("<II", f.read(8))
-    if bpv != 4 * dims:
-        return None
-    g = 8 + rows * bpv + _DENSE_HEAD
-    with open(path, "rb") as f:  # one sequential read of the graph: cheaper than faulting it in
+        if bpv != 4 * dims:
+            return None
+        g = 8 + rows * bpv + _DENSE_HEAD
         f.seek(g)
-        graph = np.frombuffer(f.read(), dtype=np.uint8)
+        graph = np.frombuffer(f.read(), dtype=np.uint8)  # one sequential read of the graph section
+        mapped = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)  # outlives the descriptor
     n, m, m0, _max_level, _entry = struct.unpack("<5Q", graph[:_GRAPH_HEAD].tobytes())
-    if n != rows:
-        return None
     levels = graph[_GRAPH_HEAD:_GRAPH_HEAD + 2 * n].view(np.int16).astype(np.int64)
     sizes = 10 + 4 + 4 * m0 + levels * (4 + 4 * m)
+    if n != rows or len(graph) != _GRAPH_HEAD + 2 * n + int(sizes.sum()):
+        return None
     starts = _GRAPH_HEAD + 2 * n + np.concatenate(([0], np.cumsum(sizes[:-1]))) if n else np.empty(0, np.int64)
     slot_keys = graph[starts[:, None] + np.arange(8)].view("<u8").reshape(-1).astype(np.int64)
     del graph
     order = np.argsort(slot_keys, kind="stable")
-    import mmap
-
-    with open(path, "rb") as f:  # the mapping outlives the descriptor
-        mapped = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
     # a plain ndarray over the mapping: np.memmap's Python-level indexing costs more than a gather
     mat = np.frombuffer(mapped, dtype=np.float32, count=rows * dims, offset=8).reshape(rows, dims)
-    fv = FileVectors(slot_keys[order], order, mat)
+    fv = FileVectors(path, slot_keys[order], order, mat)
     # Check a few live keys byte for byte against SQLite: a layout surprise must never change scores.
-    sample: Any = fv.keys[np.linspace(0, len(fv.keys) - 1, num=min(8, len(fv.keys)), dtype=np.int64)] if n else []
-    ks = [int(k) for k in sample]
-    got = dict(conn.execute(f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(ks))})", ks)) if ks else {}
+    sample = fv.keys[np.linspace(0, n - 1, num=min(8, n), dtype=np.int64)].tolist() if n else []
+    got = dict(conn.execute("SELECT key, vec FROM vectors WHERE key IN (SELECT value FROM json_each(?))",
+                            (json_keys(sample),)))
     if got:
         hit, vecs = fv.split(np.asarray(list(got), dtype=np.int64))
         if not hit.all() or any(v.tobytes() != got[k] for k, v in zip(got, vecs, strict=True)):
@@ -461,7 +448,7 @@ def maintain(store: Store, name: str, *, force: str | None = None, threads: int 
                 return None
             if dead:
                 wc.execute("DELETE FROM dead_keys WHERE index_id = ? AND key IN (SELECT value FROM json_each(?))",
-                           (row["id"], _json_list(dead)))
+                           (row["id"], json_keys(dead)))
             still_dead = wc.execute("SELECT count(*) FROM dead_keys WHERE index_id = ? AND key <= ?",
                                     (row["id"], max_key)).fetchone()[0]
             wc.execute("""UPDATE indexes SET ann_file = ?, ann_max_key = ?, ann_nodes = ?, ann_dead = ?,
@@ -469,10 +456,6 @@ def maintain(store: Store, name: str, *, force: str | None = None, threads: int 
                        (new_file, max_key, nodes, still_dead, tomb, seq, row["id"]))
         sweep(d, new_file)
         return action
-
-
-def _json_list(xs: list[int]) -> str:
-    return "[" + ",".join(map(str, xs)) + "]"
 
 
 def _row(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:

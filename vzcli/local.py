@@ -35,7 +35,7 @@ from vzcli.errors import (
     VzError,
 )
 from vzcli.filters import extract, to_index_value  # light: no numpy
-from vzcli.store import Store, now_iso
+from vzcli.store import Store, json_keys, now_iso
 
 Warn = Callable[[str], None]
 CURSOR_TTL = 3600
@@ -78,7 +78,7 @@ def _details(conn: sqlite3.Connection, keys: list[int], values: bool) -> dict[in
         return {}
     cols = "key, id, namespace, metadata, vec" if values else "key, id, namespace, metadata"
     return {r[0]: r[1:] for r in conn.execute(
-        f"SELECT {cols} FROM vectors WHERE key IN ({','.join('?' * len(keys))})", keys)}
+        f"SELECT {cols} FROM vectors WHERE key IN (SELECT value FROM json_each(?))", (json_keys(keys),))}
 
 
 def _vec_list(blob: bytes) -> list[float]:
@@ -298,7 +298,7 @@ class LocalBackend:
             result.skipped += n_read - new
 
     def _remove_keys(self, conn: sqlite3.Connection, row: dict[str, Any], keys: list[int]) -> None:
-        keys_json = "[" + ",".join(map(str, keys)) + "]"
+        keys_json = json_keys(keys)
         conn.execute("DELETE FROM mvals WHERE key IN (SELECT value FROM json_each(?)) AND prop_id IN "
                      "(SELECT id FROM metadata_indexes WHERE index_id = ?)", (keys_json, row["id"]))
         conn.execute("DELETE FROM vectors WHERE key IN (SELECT value FROM json_each(?))", (keys_json,))
@@ -487,7 +487,7 @@ class LocalBackend:
                 names = {pid: (p, t) for p, (pid, t) in props.items()}
                 for key, pid, val in conn.execute(
                         "SELECT key, prop_id, val FROM mvals WHERE key IN (SELECT value FROM json_each(?))",
-                        ["[" + ",".join(map(str, keys)) + "]"]):
+                        [json_keys(keys)]):
                     if pid in names:
                         p, t = names[pid]
                         _set_path(indexed.setdefault(key, {}), p, from_index_value(val, t))
@@ -524,7 +524,7 @@ class LocalBackend:
         if not (self.resident and fv is not None and fv.resident and metadata != "all"):
             details = _details(conn, keys, values)
             return None if plan.trusted and len(details) < len(keys) else details
-        ann.file_info(fv, self.store.index_dir(row["name"]) / row["ann_file"], conn)
+        ann.file_info(fv, conn)
         known = fv.info(keys)
         if plan.trusted and dead_among(conn, row["id"], list(known)):
             return None

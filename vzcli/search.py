@@ -18,6 +18,7 @@ import numpy as np
 
 from vzcli import ann
 from vzcli.filters import Compiled
+from vzcli.store import json_keys
 
 CHUNK = 16384
 
@@ -132,10 +133,8 @@ def _sql_chunks(cur: sqlite3.Cursor, dims: int) -> Iterator[tuple[np.ndarray, np
 
 def _by_keys(conn: sqlite3.Connection, keys: list[int], dims: int) -> tuple[np.ndarray, np.ndarray]:
     """Vectors of `keys` from SQLite (missing keys are left out)."""
-    rows: list[tuple[int, bytes]] = []
-    for i in range(0, len(keys), 30000):  # under SQLite's bound-parameter limit
-        part = keys[i:i + 30000]
-        rows += conn.execute(f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(part))})", part).fetchall()
+    rows = conn.execute("SELECT key, vec FROM vectors WHERE key IN (SELECT value FROM json_each(?))",
+                        (json_keys(keys),)).fetchall()
     ks = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     return ks, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dims)
 
@@ -175,22 +174,15 @@ def dead_among(conn: sqlite3.Connection, index_id: int, keys: list[int]) -> set[
     """The `keys` deleted since the index's ANN file was built (they may still be in the file)."""
     if not keys:
         return set()
-    if len(keys) > 500:  # a long list goes as one JSON parameter (SQLite bounds the parameter count)
-        return {k for (k,) in conn.execute("SELECT key FROM dead_keys WHERE index_id = ? AND key IN "
-                                           "(SELECT value FROM json_each(?))", [index_id, _json_keys(keys)])}
-    return {k for (k,) in conn.execute(
-        f"SELECT key FROM dead_keys WHERE index_id = ? AND key IN ({','.join('?' * len(keys))})", [index_id, *keys])}
-
-
-def _json_keys(keys: list[int]) -> str:
-    return "[" + ",".join(map(str, keys)) + "]"
+    return {k for (k,) in conn.execute("SELECT key FROM dead_keys WHERE index_id = ? AND key IN "
+                                       "(SELECT value FROM json_each(?))", (index_id, json_keys(keys)))}
 
 
 def _live_matching(conn: sqlite3.Connection, keys: list[int], where: str, params: list[Any]) -> set[int]:
     if not keys:
         return set()
     sql = f"SELECT v.key FROM vectors v WHERE v.key IN (SELECT value FROM json_each(?)) AND {where}"
-    return {k for (k,) in conn.execute(sql, ["[" + ",".join(map(str, keys)) + "]", *params])}
+    return {k for (k,) in conn.execute(sql, [json_keys(keys), *params])}
 
 
 def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np.ndarray, k: int,
@@ -215,7 +207,7 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     if view is None:
         where, params = _cond(index_id, namespace, comp, drive=True)
         return _exact(conn, metric, q, k, where, params, dims), Plan("exact")
-    fv = ann.file_vectors(index_dir / row["ann_file"], row, conn, resident=resident)
+    fv = ann.file_vectors(view, index_dir / row["ann_file"], row, conn, resident=resident)
     max_key = row["ann_max_key"]
     # Records newer than the file (the delta) are always searched exactly.
     dwhere, dparams = _cond(index_id, namespace, comp, drive=False, by_key=True)
@@ -261,7 +253,7 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
                 assert comp is not None
                 ok = {key for (key,) in conn.execute(
                     f"{comp.driver} AND m.key IN (SELECT value FROM json_each(?))",
-                    [*comp.driver_params, "[" + ",".join(map(str, keys)) + "]"])}
+                    [*comp.driver_params, json_keys(keys)])}
             else:
                 ok = _live_matching(conn, keys, pwhere, pparams)
             found = [(d, key) for d, key in zip(m.distances.tolist(), keys, strict=True) if key in ok]
