@@ -1,6 +1,6 @@
 """Shared helpers for the vz benchmarks: cached data, vz stores, timing, machine facts.
 
-Everything large lives under ``bench/out/`` (git-ignored): generated arrays (``.npy``), NDJSON
+Everything large lives under ``bench/out/`` (git-ignored; ``VZ_BENCH_OUT`` moves it): generated arrays (``.npy``), NDJSON
 files and the stores the benchmarks build. Arrays are generated once per ``(n, dim, seed)`` by
 ``bench/datagen.py`` and reused, so re-runs only pay for what they measure.
 """
@@ -21,13 +21,26 @@ import numpy as np
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-OUT = BENCH / "out"
+OUT = Path(os.environ.get("VZ_BENCH_OUT") or BENCH / "out")  # tests point it at a temporary directory
 VENV = ROOT / ".venv"
 PY = str(VENV / "bin" / "python")
 VZ = str(VENV / "bin" / "vz")
 
 sys.path.insert(0, str(ROOT))
 from bench import datagen  # noqa: E402
+
+
+def sizes(text: str) -> list[tuple[int, int]]:
+    """An argparse type: "100000x384,100000x768" -> [(100000, 384), (100000, 768)]."""
+    import argparse
+
+    out = []
+    for part in text.split(","):
+        n, _, d = part.strip().lower().partition("x")
+        if not (n.isdigit() and d.isdigit() and int(n) > 0 and int(d) > 0):
+            raise argparse.ArgumentTypeError(f"{part!r} is not a size like 100000x384 (rows x dimensions)")
+        out.append((int(n), int(d)))
+    return out
 
 
 def data(n: int, dim: int, seed: int = 0) -> np.ndarray:

@@ -183,7 +183,8 @@ def verdict(size: str, summ: dict[str, dict[str, Any]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="100000x384,100000x768", help="comma-separated NxD (default %(default)s)")
+    ap.add_argument("--sizes", type=common.sizes, default="100000x384,100000x768",
+                    help="comma-separated NxD (default %(default)s)")
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--nq-cli", type=int, default=15, help="queries for the whole-process CLI mode")
@@ -196,14 +197,20 @@ def main(argv: list[str] | None = None) -> int:
                          "peak RSS from bench/out/compare-summary.json) are summarised again")
     a = ap.parse_args(argv)
     if a.quick:
-        a.sizes, a.queries, a.nq_cli = "10000x384", 50, 5
+        a.sizes, a.queries, a.nq_cli = [(10000, 384)], 50, 5
     tools = [t for t in a.tools.split(",") if t]
-    efs = [int(x) for x in a.efs.split(",")]
+    unknown = sorted(set(tools + [t for t in a.reuse.split(",") if t]) - set(TOOLS))
+    if unknown:
+        ap.error(f"unknown tool(s) {', '.join(unknown)}; choose from {', '.join(TOOLS)}")
+    try:
+        efs = [int(x) for x in a.efs.split(",")]
+    except ValueError:
+        ap.error(f"--efs must be comma-separated integers, got {a.efs!r}")
     all_summ: dict[str, dict[str, dict[str, Any]]] = {}
     reuse = [t for t in a.reuse.split(",") if t]
     started = common.machine()
-    for size in a.sizes.split(","):
-        n, dim = (int(x) for x in size.lower().split("x"))
+    for n, dim in a.sizes:
+        size = f"{n}x{dim}"
         data = np.asarray(common.data(n, dim))
         nd = common.ndjson(n, dim, metadata=True)
         qs = common.queries(a.queries, dim)
