@@ -245,9 +245,9 @@ def check_query_options(top_k: Any, return_values: bool, return_metadata: str) -
         if top_k > limits.TOPK_MAX_WITH_DATA:
             raise TopKTooLarge(
                 f"with returnValues=true or returnMetadata=all, max top K is {limits.TOPK_MAX_WITH_DATA}, but got "
-                f"{int(top_k)}; for a top K up to {limits.TOPK_MAX}, retry with returnValues=false and returnMetadata=indexed")
+                f"{top_k!r}; for a top K up to {limits.TOPK_MAX}, retry with returnValues=false and returnMetadata=indexed")
     elif top_k > limits.TOPK_MAX:
-        raise TopKTooLarge(f"max top K is {limits.TOPK_MAX}, but got {int(top_k)}")
+        raise TopKTooLarge(f"max top K is {limits.TOPK_MAX}, but got {top_k!r}")
 
 
 def _vector_object(vid: str, ns: str | None, md: str | None, vec: bytes) -> dict[str, Any]:
