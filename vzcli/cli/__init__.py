@@ -30,8 +30,8 @@ class _Group(TyperGroup):
     """The root command: click's own parse errors get vz's error format too.
 
     A bad option value, an unknown or missing option or argument is reported like every other
-    error (`✘ [ERROR] message [code: 40000]`, exit 2) as the last line on stderr, after one line
-    that says how to get help, as wrangler prints its usage before its error.
+    error (`✘ [ERROR] message [code: 40000]`, exit 2) as the last line on stderr, after the usage
+    line and how to get help, as wrangler prints its usage before its error.
     """
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
@@ -54,7 +54,7 @@ class _Group(TyperGroup):
             render.error(f"{e.format_message()} [code: {VzError.code}]")
             sys.exit(e.exit_code)
         except typer.Abort:  # end of input at a prompt
-            render.error("aborted")
+            render.error(f"aborted [code: {VzError.code}]")
             sys.exit(int(ExitCode.FAILURE))
         sys.exit(rv if isinstance(rv, int) else 0)  # an int is the code of a typer.Exit
 
