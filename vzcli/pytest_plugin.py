@@ -113,11 +113,19 @@ def start_server(store_path: Path, *, token: str, log_path: Path) -> tuple[subpr
     assert proc.stdout is not None
     try:
         line = _first_line(proc.stdout, START_TIMEOUT)
-        url = str(json.loads(line)["url"])
-    except (ValueError, KeyError, TypeError, queue.Empty) as e:
+    except queue.Empty:
+        line = None
+    try:
+        url = str(json.loads(line)["url"]) if line else ""
+    except (ValueError, KeyError, TypeError):
+        url = ""
+    if not url:
         stop_server(proc)
-        raise VzServeError(f"vz serve did not announce its address ({e!r}); its stderr:\n"
-                           + log_path.read_text(encoding="utf-8", errors="replace")) from None
+        why = (f"did not announce its address within {START_TIMEOUT:.0f} s" if line is None
+               else f"exited ({proc.returncode}) before listening" if not line
+               else f"printed {line.strip()!r} instead of its address")
+        raise VzServeError(f"vz serve {why}; its stderr:\n"
+                           + log_path.read_text(encoding="utf-8", errors="replace"))
     return proc, url
 
 
@@ -144,6 +152,8 @@ def stop_server(proc: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()  # the drain thread has reached EOF: the server has exited
 
 
 @pytest.fixture
