@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 import threading
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +87,8 @@ class VzServer:
 
         Calls `POST /client/v4/vz/reset`, an endpoint only vz has.
         """
+        import urllib.request  # lazily: 35 ms that every pytest run would pay, used or not
+
         body = json.dumps({"prefix": prefix} if prefix else {}).encode()
         req = urllib.request.Request(f"{self.base_url}/vz/reset", data=body, method="POST", headers={
             "Authorization": f"Bearer {self.api_token}", "Content-Type": "application/json"})
