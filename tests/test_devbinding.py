@@ -473,7 +473,7 @@ def _run_setup(tmp_path: Path, out: Path, env: dict[str, str]) -> dict[str, Any]
     script.write_text(SETUP_DRIVER % json.dumps((out / "vitest-global-setup.mjs").as_uri()))
     run_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **env}
     run_env.pop("VZ_API_TOKEN", None)
-    p = subprocess.run([_node(), str(script)], capture_output=True, text=True, timeout=60, env=run_env)
+    p = subprocess.run([_node(), str(script)], capture_output=True, text=True, timeout=30, env=run_env)
     assert p.returncode == 0, p.stderr
     return {"result": json.loads(p.stdout), "stderr": p.stderr}
 
