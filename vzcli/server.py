@@ -34,6 +34,7 @@ from vzcli import limits
 from vzcli.errors import BodyTooLarge, TooManyIds, UsageError, VzError
 
 API_PREFIX = "/client/v4"
+RESET_PATH = "/vz/reset"  # vz only, under API_PREFIX: not a Cloudflare route
 INDEXES = "/accounts/{account_id}/vectorize/v2/indexes"
 
 # Codes for failures that happen before a Vectorize operation runs. 7003 and 10000 are
@@ -104,11 +105,14 @@ def _is_json_type(content_type: str) -> bool:
     return media in ("", "application/json", "text/json") or media.endswith("+json")
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
-    """A JSON object body; a non-JSON content type or unparsable JSON is 40026, as on Cloudflare."""
+async def _json_body(request: Request, *, optional: bool = False) -> dict[str, Any]:
+    """A JSON object body; a non-JSON content type or unparsable JSON is 40026, as on Cloudflare.
+    With `optional`, an empty body is `{}`."""
     if not _is_json_type(request.headers.get("content-type", "")):
         raise ApiError("Expected request with `Content-Type: application/json`", code=BAD_JSON)
     raw = await _read_body(request)
+    if optional and not raw.strip():
+        return {}
     if not raw.strip():
         raise _bad_body("EOF while parsing a value at line 1 column 0")
     try:
@@ -383,6 +387,8 @@ class VzApp:
             path = path[len(API_PREFIX):]
         elif path != "/openapi.json":
             return error_response(ApiError(NO_ROUTE[1], code=NO_ROUTE[0], status=404))
+        if path == RESET_PATH:
+            return await self._reset_route(request)
         if path == "/openapi.json":
             if request.method not in ("GET", "HEAD"):
                 return error_response(ApiError(BAD_METHOD[1], code=BAD_METHOD[0], status=405),
@@ -401,6 +407,25 @@ class VzApp:
             result = await handler(request, messages, **kw)
             return OrjsonResponse(envelope(result, messages=messages))
         return error_response(ApiError(NO_ROUTE[1], code=NO_ROUTE[0], status=404))
+
+    async def _reset_route(self, request: Request) -> Response:
+        if request.method != "POST":
+            return error_response(ApiError(BAD_METHOD[1], code=BAD_METHOD[0], status=405), headers={"allow": "POST"})
+        return OrjsonResponse(envelope(await self.reset(request)))
+
+    async def reset(self, request: Request) -> Any:
+        """vz only: delete every index, or every index whose name starts with `prefix`, for test
+        harnesses that share one server (docs/server.md). An empty body means every index."""
+        prefix = _field(await _json_body(request, optional=True), "prefix", (str,), "a string", default="")
+
+        def reset(b: Any) -> list[str]:
+            deleted = []
+            for ix in b.list_indexes():
+                if ix["name"].startswith(prefix) and b.delete_index(ix["name"], if_exists=True):
+                    deleted.append(ix["name"])
+            return deleted
+
+        return {"deleted": await self.write(reset)}
 
     # --- indexes ---
     async def list_indexes(self, request: Request, messages: list[Any]) -> Any:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ def is_loopback(host: str) -> bool:
 @app.command(rich_help_panel="Server")
 @handled
 def serve(
+    ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. A non-loopback address needs "
                                                          "--api-token."),
     port: int = typer.Option(8788, "--port", min=0, max=65535, help="TCP port (0 picks a free one)."),
@@ -38,29 +43,55 @@ def serve(
                                   help="Require `Authorization: Bearer <token>` (or `X-Auth-Key: <token>`) "
                                        "on every request."),
     access_log: bool = typer.Option(False, "--access-log/--no-access-log",
-                                    help="Log every request (uvicorn's access log, on stdout)."),
+                                    help="Log every request (uvicorn's access log, on stdout, after the "
+                                         "address line)."),
+    ephemeral: bool = typer.Option(False, "--ephemeral", help="Serve a new temporary store, removed when the "
+                                                              "server exits (for test harnesses). Conflicts "
+                                                              "with --store."),
 ) -> None:
     """Serve the store over Cloudflare's Vectorize REST API v2 (for wrangler, the SDK, curl).
 
     Point clients at http://HOST:PORT/client/v4 (wrangler: CLOUDFLARE_API_BASE_URL; the cloudflare
     SDK: base_url). Any account id is accepted. The OpenAPI document is at /client/v4/openapi.json.
     Stops cleanly on Ctrl-C or SIGTERM, finishing the requests in flight.
-    """
-    import uvicorn
 
-    from vzcli.server import create_app
+    The first line on stdout, printed as soon as the socket listens (for every port, 0 included), is
+    JSON for harnesses: {"url": "http://127.0.0.1:PORT/client/v4", "pid": N}.
+    """
     from vzcli.store import default_store_path
 
     if not api_token and not is_loopback(host):
         raise UsageError(f"refusing to serve on {host} without an API token: anyone who can reach it could "
                          "read and change the store. Pass --api-token (or set VZ_API_TOKEN), or bind "
                          "127.0.0.1")
-    path = store or State.store or default_store_path()
+    if ephemeral and (store is not None or _global_store_given(ctx)):
+        raise UsageError("--ephemeral serves a new temporary store: do not also pass --store")
+    tmp = Path(tempfile.mkdtemp(prefix="vz-serve-")) if ephemeral else None
+    try:
+        _run(Path(tmp or store or State.store or default_store_path()), host=host, port=port,
+             api_token=api_token, access_log=access_log, ephemeral=tmp is not None)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _global_store_given(ctx: typer.Context) -> bool:
+    """True when `vz --store DIR serve` named a store on the command line ($VZ_STORE is not a
+    conflict: a harness may export it for other commands)."""
+    source = ctx.find_root().get_parameter_source("store")
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _run(path: Path, *, host: str, port: int, api_token: str | None, access_log: bool, ephemeral: bool) -> None:
+    import uvicorn
+
+    from vzcli.server import create_app
+
     application = create_app(path, token=api_token or None)
     config = uvicorn.Config(application, host=host, port=port, lifespan="on", access_log=access_log,
                             log_level="info" if access_log else "warning", server_header=False,
                             date_header=False, timeout_graceful_shutdown=30)
-    server = _make_server(config, store=Path(path), token=bool(api_token))
+    server = _make_server(config, store=path, token=bool(api_token), ephemeral=ephemeral)
     # uvicorn re-raises the signal that stopped it once it has shut down; with these handlers in
     # place that re-raise is a no-op, so a clean stop exits 0 instead of dying by the signal.
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -72,13 +103,16 @@ def serve(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if ephemeral:
+        application.idle(10)  # let a background merge finish before its directory is removed
     if not server.started:
         raise typer.Exit(1)
     sys.stderr.write("vz serve: stopped\n")
 
 
-def _make_server(config: Any, *, store: Path, token: bool) -> Any:
-    """uvicorn's Server, announcing the bound address (real port, also for --port 0) once it accepts."""
+def _make_server(config: Any, *, store: Path, token: bool, ephemeral: bool) -> Any:
+    """uvicorn's Server, announcing the bound address (real port, also for --port 0) once it accepts:
+    one JSON line on stdout for programs, two human lines on stderr."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -88,8 +122,13 @@ def _make_server(config: Any, *, store: Path, token: bool) -> Any:
                 return
             h, p = self.servers[0].sockets[0].getsockname()[:2]
             shown = f"[{h}]" if ":" in h else h
+            from vzcli.server import API_PREFIX
+
             auth = "token required" if token else "no auth"
-            sys.stderr.write(f"vz serve: listening on http://{shown}:{p} (store {store}, {auth})\n"
+            sys.stdout.write(json.dumps({"url": f"http://{shown}:{p}{API_PREFIX}", "pid": os.getpid()}) + "\n")
+            sys.stdout.flush()
+            kind = "ephemeral store" if ephemeral else "store"
+            sys.stderr.write(f"vz serve: listening on http://{shown}:{p} ({kind} {store}, {auth})\n"
                              f"vz serve: API base URL http://{shown}:{p}/client/v4\n")
             sys.stderr.flush()
 
