@@ -19,6 +19,8 @@ import orjson
 from vzcli import limits
 from vzcli.backend import WriteResult
 from vzcli.errors import (
+    WARN_UNCOVERED_VECTORS,
+    WARN_UNINDEXED_FILTER,
     BadCursor,
     DuplicateIndex,
     IndexNotFound,
@@ -26,6 +28,7 @@ from vzcli.errors import (
     InvalidFilter,
     InvalidVector,
     MetadataIndexError,
+    Notice,
     QueryDimensionMismatch,
     StoreError,
     TopKTooLarge,
@@ -440,13 +443,13 @@ class LocalBackend:
         import numpy as np
 
         from vzcli import search
-        from vzcli.filters import compile_filter, from_index_value, parse_filter
+        from vzcli.filters import compile_filter, from_index_value, parse_query_filter
         from vzcli.records import check_namespace, check_vector
 
         check_query_options(top_k, return_values, return_metadata)
         if (vector is None) == (vector_id is None):
             raise UsageError("Either vector or vector-id parameter must be provided, but not both.")
-        flt = parse_filter(filter) if filter is not None else None
+        flt = parse_query_filter(filter)
         if namespace is not None:
             try:
                 check_namespace(namespace)
@@ -469,8 +472,13 @@ class LocalBackend:
             if flt is not None:
                 comp = compile_filter(flt, props)
                 for p in comp.unindexed:
-                    warn(f"filter property {p!r} has no metadata index on {name!r}, so it matches nothing; "
-                         f"create one with: vz create-metadata-index {name} --property-name {p} --type string|number|boolean")
+                    what = f"filter property {p!r} has no metadata index on {name!r}, so it matches nothing"
+                    warn(Notice(WARN_UNINDEXED_FILTER,
+                                f"{what}; create one with: vz create-metadata-index {name} --property-name {p} "
+                                "--type string|number|boolean",
+                                f"{what}; create one with POST .../indexes/{name}/metadata_index/create "
+                                f'{{"propertyName": "{p}", "indexType": "string|number|boolean"}}, then upsert '
+                                "the vectors again so that it covers them"))
             index_dir = self.store.index_dir(name)
             hits, plan = search.search(conn, row, index_dir, q, int(top_k), namespace, comp, exact=exact,
                                        resident=self.resident)
@@ -587,9 +595,10 @@ class LocalBackend:
             _, mid = self.store.record_mutation(conn, row["id"], "create_metadata_index", 1)
         uncovered = 0 if backfill else row["vector_count"]
         if uncovered:
-            warn(f"{uncovered} existing vector(s) in {name!r} are not covered by the new metadata index on "
-                 f"{property_name!r}: they stay unfilterable on it until re-upserted (as on Cloudflare). "
-                 "Pass --backfill to index them now.")
+            what = (f"{uncovered} existing vector(s) in {name!r} are not covered by the new metadata index on "
+                    f"{property_name!r}: they stay unfilterable on it until re-upserted (as on Cloudflare).")
+            warn(Notice(WARN_UNCOVERED_VECTORS, f"{what} Pass --backfill to index them now.",
+                        f"{what} Upsert them again (POST .../indexes/{name}/upsert) to index them."))
         return {"mutationId": mid, "created": True, "backfilled": covered, "uncovered": uncovered}
 
     def list_metadata_indexes(self, name: str) -> dict[str, Any]:
