@@ -346,7 +346,7 @@ class LocalBackend:
             cls = type(e) if isinstance(e, StoreError) else StoreError  # keeps 1003 for a lock timeout
             raise cls(f"The write was committed (mutation {mutation_id}), but updating the ANN file of "
                       f"{name!r} failed: {detail}. Queries stay correct (recent writes are searched "
-                      f"exactly); the next write or 'vz optimize {name}' retries.") from None
+                      "exactly); the next write retries.") from None
 
     def optimize(self, name: str) -> dict[str, Any]:
         """Merge the delta and drop tombstones: rebuild the ANN file from SQLite."""
@@ -618,7 +618,7 @@ class LocalBackend:
                 if if_exists:
                     return {"mutationId": None, "deleted": False}
                 raise MetadataIndexError(f'no metadata index for property "{property_name}" on "{name}"; '
-                                         f"see: vz list-metadata-index {name}", status=404)
+                                         "list its metadata indexes to see which exist", status=404)
             pid = existing[property_name][0]
             conn.execute("DELETE FROM mvals WHERE prop_id = ?", (pid,))
             conn.execute("DELETE FROM metadata_indexes WHERE id = ?", (pid,))
@@ -690,5 +690,5 @@ def _decode_cursor(cursor: str, row: dict[str, Any]) -> str:
     if not ok:
         raise BadCursor()
     if obj["e"] < time.time():
-        raise BadCursor("List vectors cursor has expired; start a new listing without --cursor")
+        raise BadCursor("List vectors cursor has expired; start a new listing without a cursor")
     return str(obj["a"])
