@@ -320,6 +320,13 @@ def test_errors_are_thrown_as_the_binding_throws_them(stack):
         "VECTOR_INSERT_ERROR (code = 40012): request body:1: invalid vector for id=\"bad-dims\", "
         "expected 3 dimensions, and got 2 dimensions")
     assert error_of(stack, "upsert", bad).startswith("VECTOR_UPSERT_ERROR (code = 40012): ")
+    # The Workers binding's batch limit (1000 per call; the REST API, which the CLI uses, takes 5000).
+    many = [{"id": f"many-{i}", "values": [1, 0, 0]} for i in range(1001)]
+    assert error_of(stack, "upsert", many) == \
+        "VECTOR_UPSERT_ERROR (code = 40007): too many vectors in payload; max vector count is 1000, got 1001"
+    assert error_of(stack, "insert", many) == \
+        "VECTOR_INSERT_ERROR (code = 40007): too many vectors in payload; max vector count is 1000, got 1001"
+    assert stack.cli_json("get-vectors", DOCS, "--ids", "many-0") == []
     # As on Cloudflare, a legacy `false` reaches the service, which rejects a boolean.
     assert error_of(stack, "query", [1, 2, 3], {"returnMetadata": False}) == (
         "VECTOR_QUERY_ERROR (code = 40026): Failed to parse the request body as JSON: returnMetadata: expected value")
