@@ -404,7 +404,11 @@ class Store:
             raise _translate(e, self, 0.0) from None
         finally:
             if conn.in_transaction:
-                conn.execute("COMMIT")
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.DatabaseError:  # a damaged catalog can refuse even to end a read
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
 
     def record_mutation(self, conn: sqlite3.Connection, index_id: int, kind: str, count: int) -> tuple[int, str]:
         """Append to the mutation log inside the caller's write transaction."""
