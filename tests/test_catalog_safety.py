@@ -191,3 +191,31 @@ def test_missing_catalog_with_index_directories_is_never_empty_or_healthy(vz: An
     assert rep["problems"][0]["message"].startswith(message)
     assert vz("doctor", "--repair").exit_code == 1
     assert not (store / "catalog.sqlite3").exists() and (store / "indexes" / "docs").is_dir()
+
+
+def test_inspecting_the_catalog_keeps_this_processs_sqlite_locks(vz: Any, store: Path) -> None:
+    """Closing a plain descriptor of a database drops every POSIX lock the process holds on it (a
+    server's other threads' connections). The inspection must go through SQLite, which defers that."""
+    import subprocess
+    import sys
+
+    from vzcli.local import LocalBackend
+    from vzcli.store import Store
+
+    create(vz, "docs", 3)
+    cat = store / "catalog.sqlite3"
+    _quiesce()
+    with sqlite3.connect(cat) as c:
+        c.execute("PRAGMA journal_mode = DELETE")  # a reader holds a SHARED lock on the file itself
+    c.close()
+    reader = sqlite3.connect(cat, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM indexes").fetchone()  # SHARED lock held from here
+    assert [i["name"] for i in LocalBackend(Store(store)).list_indexes()] == ["docs"]  # inspects the file
+    probe = ("import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
+             "try:\n    c.execute('BEGIN EXCLUSIVE')\n    print('got the lock')\n"
+             "except sqlite3.OperationalError as e:\n    print(e)\n")
+    r = subprocess.run([sys.executable, "-c", probe, str(cat)], capture_output=True, text=True, timeout=60)
+    reader.execute("COMMIT")
+    reader.close()
+    assert r.stdout.strip() == "database is locked"

@@ -3,8 +3,9 @@
 SQLite is the source of truth, so everything derived from it can be repaired: counters in the
 `indexes` row, orphan metadata-index values, the ANN files (rebuilt from the records) and files
 left behind by killed processes. What cannot be derived (a record whose stored values are not
-`dims` finite float32 numbers, a catalog that fails `PRAGMA integrity_check`) is reported, never
-silently dropped; the report then stays unhealthy and the command exits 1.
+`dims` finite float32 numbers) is reported, never silently dropped; the report then stays
+unhealthy and the command exits 1. A catalog that fails `PRAGMA integrity_check` is recovered into
+a fresh file by `vzcli/recover.py` (the damaged one is kept beside it), then repaired as usual.
 
 Checks read one consistent snapshot; repairs run in write transactions that recompute from the
 tables inside the transaction, so a doctor running next to writers never undoes their work. ANN

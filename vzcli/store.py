@@ -111,7 +111,6 @@ APPLICATION_ID = 0x767A767A
 # Catalogs written before vz set application_id (schema version 1) are recognised by their tables.
 UNMARKED_TABLES = {1: frozenset({"indexes", "vectors", "metadata_indexes", "mvals", "dead_keys", "mutations"})}
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 VZ, BLANK = "vz", "blank"
 
 
@@ -208,39 +207,48 @@ class Store:
             return BLANK
         if not cat.is_file():
             raise ForeignCatalog(f"The catalog {cat} is not a regular file; vz will not use it")
-        try:
-            with open(cat, "rb") as f:
-                head = f.read(100)
-        except OSError as e:
-            raise StoreError(f"Cannot open the catalog {cat}: {e.strerror or e}") from None
+        # Only through SQLite: closing a plain file descriptor of the catalog would drop the POSIX
+        # locks of every SQLite connection this process has on it (a server's other threads).
         wal = cat.with_name(CATALOG + "-wal")
         pending = wal.exists() and wal.stat().st_size > 0
-        if not head and not pending:
+        if cat.stat().st_size == 0 and not pending:
             return BLANK
-        if head and (len(head) < 100 or not head.startswith(_SQLITE_MAGIC)):
-            raise ForeignCatalog(f"The catalog {cat} is not a SQLite database, so it is not vz's; vz will not "
-                                 "touch it. Give another --store, or move the file away (if vz made it, it is "
-                                 "damaged beyond repair: restore a backup)")
-        app_id = int.from_bytes(head[68:72], "big") if head else 0
-        if app_id == APPLICATION_ID:
-            return VZ
-        if app_id != 0:
-            raise self._foreign(f"its application_id is {app_id:#010x}, not vz's {APPLICATION_ID:#010x}")
-        # unmarked: an older vz's catalog, an empty database or another program's; look read-only
         from urllib.parse import quote
 
-        uri = "file:" + quote(str(cat.resolve())) + ("?mode=ro" if pending else "?immutable=1")
+        base = "file:" + quote(str(cat.resolve()))
         try:
-            ro = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-            try:
-                kind, _, detail = inspect_catalog(ro)
-            finally:
-                ro.close()
+            # immutable=1 reads the file as it is, creating nothing; the header's application_id
+            # is written before a catalog ever goes to WAL mode, so it is current there
+            kind, detail = self._inspect(base + "?immutable=1", header_only=True)
+            if kind == "unmarked":
+                # an older vz's catalog, an empty database or another program's: look at its tables
+                # (through the -wal, read-only, when one holds commits)
+                kind, detail = self._inspect(base + ("?mode=ro" if pending else "?immutable=1"), header_only=False)
         except sqlite3.DatabaseError as e:
+            if "not a database" in str(e):
+                raise ForeignCatalog(f"The catalog {cat} is not a SQLite database, so it is not vz's; vz will not "
+                                     "touch it. Give another --store, or move the file away (if vz made it, it "
+                                     "is damaged beyond repair: restore a backup)") from None
             raise _translate(e, self, 0.0) from None
         if kind == "foreign":
             raise self._foreign(detail)
         return kind
+
+    @staticmethod
+    def _inspect(uri: str, *, header_only: bool) -> tuple[str, str]:
+        ro = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            if header_only:
+                app_id = ro.execute("PRAGMA application_id").fetchone()[0]
+                if app_id == APPLICATION_ID:
+                    return VZ, ""
+                if app_id != 0:
+                    return "foreign", f"its application_id is {app_id:#010x}, not vz's {APPLICATION_ID:#010x}"
+                return "unmarked", ""
+            kind, _, detail = inspect_catalog(ro)
+            return kind, detail
+        finally:
+            ro.close()
 
     def _check_path(self) -> None:
         """A store without a catalog must be a directory without index directories (a new store)."""
