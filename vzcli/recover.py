@@ -49,25 +49,35 @@ def recover(store: Store, report: Report) -> bool:
     work = store.path / f".recover-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     fresh = Store(work)
-    with fresh.write():
-        pass  # vz's current schema, marked, in WAL mode
-    src = sqlite3.connect("file:" + quote(str(src_path.resolve())) + "?mode=ro", uri=True, isolation_level=None)
-    dst = fresh.conn()
-    assert dst is not None
     try:
-        counts = _copy(src, dst)
-    finally:
-        src.close()
+        try:
+            with fresh.write():
+                pass  # vz's current schema, marked, in WAL mode
+            dst = fresh.conn()
+            assert dst is not None
+            src = sqlite3.connect("file:" + quote(str(src_path.resolve())) + "?mode=ro", uri=True,
+                                  isolation_level=None)
+            try:
+                counts = _copy(src, dst)
+            finally:
+                src.close()
+            if counts["indexes"][0]:
+                dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            fresh.close()
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # nothing was swapped yet
+        raise
     if not counts["indexes"][0]:
-        fresh.close()
         shutil.rmtree(work, ignore_errors=True)
         report.repairs.append("could not read a single index from the damaged catalog; it is left as it is: "
                               "restore a backup, or try the sqlite3 shell's .recover on it")
         return False
-    dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    fresh.close()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     kept = src_path.with_name(f"{CATALOG}.corrupt-{stamp}")
+    n = 1
+    while kept.exists():  # never overwrite an earlier damaged file (rename would)
+        kept, n = src_path.with_name(f"{CATALOG}.corrupt-{stamp}-{n}"), n + 1
     for suffix in ("-wal", "-shm"):
         side = src_path.with_name(CATALOG + suffix)
         if side.exists():
