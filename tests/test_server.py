@@ -507,7 +507,7 @@ def test_serve_fails_cleanly_on_an_unreadable_store_or_a_busy_port(tmp_path: Pat
     cmd = [sys.executable, "-m", "vzcli", "serve", "--host", "127.0.0.1"]
     p = subprocess.run([*cmd, "--port", "0", "--store", str(bad)], capture_output=True, text=True, timeout=60)
     assert p.returncode == 1
-    assert "file is not a database [code: 1002]" in p.stderr and "Traceback" not in p.stderr
+    assert "is not a SQLite database" in p.stderr and "[code: 1004]" in p.stderr and "Traceback" not in p.stderr
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

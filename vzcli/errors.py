@@ -140,6 +140,25 @@ class LockTimeout(StoreError):
     status = 503
 
 
+class ForeignCatalog(StoreError):
+    """The store's catalog file is not vz's: another program's database, or not SQLite at all
+    (vz's code: 1004). vz neither reads nor writes it."""
+
+    code = 1004
+
+
+class CorruptCatalog(StoreError):
+    """SQLite reports the catalog as malformed (vz's code: 1005); `vz doctor --repair` recovers it."""
+
+    code = 1005
+
+
+class MissingCatalog(StoreError):
+    """Index directories remain but the catalog is gone (vz's code: 1006)."""
+
+    code = 1006
+
+
 class AuthError(VzError):
     code = 10000
     status = 401
