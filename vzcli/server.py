@@ -58,7 +58,8 @@ __all__ = ["API_PREFIX", "INDEXES", "RESET_PATH", "VzApp", "create_app", "envelo
 
 RESET_PATH = "/vz/reset"  # vz only, under API_PREFIX: not a Cloudflare route
 READ_TIMEOUT_DEFAULT = 30.0
-MAX_BODIES_DEFAULT = 4
+MAX_BODIES_DEFAULT = 2
+SMALL_BODY = 1 << 20  # a body declared this small needs no slot: a query never waits behind an upload
 
 # Codes for failures that happen before a Vectorize operation runs. 7003 and 10000 are
 # Cloudflare's generic "no route" and authentication codes; 40026 is Vectorize's "request body"
@@ -126,6 +127,11 @@ def _ids(body: dict[str, Any], cap: int) -> list[str]:
 def _query_param(request: Request, key: str) -> str | None:
     vals = parse_qs(request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True).get(key)
     return vals[-1] if vals else None
+
+
+def _small_body(request: Request) -> bool:
+    declared = request.headers.get("content-length")
+    return declared is not None and declared.isdigit() and int(declared) <= SMALL_BODY
 
 
 def _catalog_identity(path: Path) -> tuple[int, int] | None:
@@ -442,7 +448,7 @@ class VzApp:
                                       headers={"allow": ", ".join(methods)})
             messages: list[dict[str, Any]] = []
             kw = {k: v for k, v in m.groupdict().items() if k != "account"}
-            if request.method == "POST":  # it has a body: hold one of the `max_bodies` slots
+            if request.method == "POST" and not _small_body(request):  # hold one of the `max_bodies` slots
                 if self._bodies is None:
                     self._bodies = asyncio.Semaphore(self.max_bodies)
                 async with self._bodies:

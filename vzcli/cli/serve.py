@@ -56,9 +56,9 @@ def serve(
     read_timeout: float = typer.Option(30.0, "--read-timeout", min=0.001, metavar="SECONDS",
                                        help="Close a connection whose request headers take longer than this, "
                                             "and answer 408 (closing it) to a body that does."),
-    max_bodies: int = typer.Option(4, "--max-bodies", min=1, metavar="N",
-                                   help="Request bodies read and held in memory at once (up to 100 MB each); "
-                                        "further requests with a body wait for a free slot."),
+    max_bodies: int = typer.Option(2, "--max-bodies", min=1, metavar="N",
+                                   help="Request bodies over 1 MiB (or of unknown length) read and held in "
+                                        "memory at once, up to 100 MB each; further ones wait for a slot."),
     read_threads: int = typer.Option(None, "--read-threads", min=0, metavar="N", show_default="CPU count",
                                      help="Threads that answer reads (query, get, list, info) in parallel; "
                                           "0 answers them on the event loop. Writes run one at a time."),
