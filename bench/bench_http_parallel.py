@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
-import time
 from pathlib import Path
 
 import orjson
@@ -25,30 +23,12 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from bench import common  # noqa: E402
-from bench.bench_http import ACCOUNT, NAME, Client, _query_vectors, build  # noqa: E402
+from bench.bench_http import ACCOUNT, NAME, _query_vectors, build, run_clients  # noqa: E402
 
 
 def qps(host: str, port: int, path: str, bodies: list[bytes], clients: int) -> float:
-    conns = [Client(host, port, path) for _ in range(clients)]
-    per = max(1, len(bodies) // clients)
-    barrier = threading.Barrier(clients + 1)
-
-    def work(k: int) -> None:
-        barrier.wait()
-        for j in range(per):
-            conns[k].query(bodies[(k * per + j) % len(bodies)])
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(clients)]
-    for th in threads:
-        th.start()
-    barrier.wait()
-    t = time.perf_counter()
-    for th in threads:
-        th.join()
-    wall = time.perf_counter() - t
-    for c in conns:
-        c.close()
-    return per * clients / wall
+    wall, lats = run_clients(host, port, path, bodies, clients)
+    return sum(map(len, lats)) / wall
 
 
 def main(argv: list[str] | None = None) -> int:
