@@ -404,14 +404,17 @@ def test_clean_shutdown_on_signal(tmp_path: Path, sig: str) -> None:
     import signal
 
     base_url, proc = start_server(tmp_path / "s")
-    # a keep-alive connection is open when the signal arrives: the server still exits cleanly
-    host, port = base_url.removeprefix("http://").split(":")
-    s = socket.create_connection((host, int(port)))
-    s.sendall(b"GET /client/v4/openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-    assert s.recv(12) == b"HTTP/1.1 200"
-    proc.send_signal(getattr(signal, sig))
-    assert proc.wait(20) == 0
-    s.close()
+    try:
+        # a keep-alive connection is open when the signal arrives: the server still exits cleanly
+        host, port = base_url.removeprefix("http://").split(":")
+        s = socket.create_connection((host, int(port)))
+        s.sendall(b"GET /client/v4/openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert s.recv(12) == b"HTTP/1.1 200"
+        proc.send_signal(getattr(signal, sig))
+        assert proc.wait(20) == 0
+        s.close()
+    finally:
+        stop_server(proc)  # a no-op when it has exited; never leave a server behind
     assert proc.log[-1] == "vz serve: stopped\n"
     assert not any("Traceback" in line for line in proc.log)
 

@@ -250,7 +250,15 @@ def test_parallel_reads_equal_serial_reads(big_store: Path) -> None:
     app.close()
 
 
-def test_signal_stop_with_reads_in_flight(tmp_path: Path) -> None:
+def test_read_threads_serve_and_stop_cleanly(tmp_path: Path) -> None:
     base_url, proc = start_server(tmp_path / "s", extra_args=["--read-threads", "2"])
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == 0
+    try:
+        host, port = base_url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as s:
+            s.sendall(f"GET {BASE} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+            reply = _until_closed(s)
+        assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b'"result":[]}')
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        stop_server(proc)
