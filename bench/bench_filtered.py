@@ -48,8 +48,9 @@ def filters(n: int) -> list[tuple[str, dict | None, np.ndarray]]:
 def plan_of(store: Path, name: str, q: np.ndarray, flt: dict | None) -> str:
     """The planner's choice for one query (path, candidate count, HNSW hits fetched)."""
     from vzcli import search
+    from vzcli.catalog import index_row as _row
+    from vzcli.catalog import meta_indexes as _meta_indexes
     from vzcli.filters import compile_filter, parse_filter
-    from vzcli.local import _meta_indexes, _row
     from vzcli.store import Store
 
     st = Store(store)

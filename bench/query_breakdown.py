@@ -31,14 +31,14 @@ from bench.common import OUT  # noqa: E402
 
 PHASES = [  # (module, attribute, label)
     ("records", "check_vector", "validate the query vector (list of floats -> float32)"),
-    ("local", "_row", "read the index's catalog row"),
+    ("reads", "_row", "read the index's catalog row"),
     ("ann", "open_view", "find the mapped HNSW view (stat + cache)"),
     ("ann", "file_vectors", "find the file's vectors (cache)"),
     ("search", "_exact", "exact search of the delta (records newer than the file)"),
     ("usearch", "search", "usearch HNSW search (k+8 candidates)"),
     ("search", "rescore", "exact float64 rescoring of 2k candidates"),
     ("search", "dead_among", "liveness check in dead_keys"),
-    ("local.LocalBackend", "_match_details", "ids / namespaces / metadata of the hits"),
+    ("reads.Reads", "_match_details", "ids / namespaces / metadata of the hits"),
 ]
 
 
@@ -51,11 +51,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from usearch.index import Index
 
-    from vzcli import ann, local, records, search
+    from vzcli import ann, local, reads, records, search
     from vzcli.store import Store
 
-    mods: dict[str, Any] = {"records": records, "local": local, "ann": ann, "search": search,
-                            "usearch": Index, "local.LocalBackend": local.LocalBackend}
+    mods: dict[str, Any] = {"records": records, "reads": reads, "ann": ann, "search": search,
+                            "usearch": Index, "reads.Reads": reads.Reads}
     acc: dict[str, int] = {}
 
     def wrap(owner: Any, attr: str, label: str) -> None:
@@ -81,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         qs = common.queries(a.queries, dim)
         qls = [q.astype(float).tolist() for q in qs]
         conn = be.store.conn()
-        if local._row(conn, "b")["ann_file"] is None:
+        if reads._row(conn, "b")["ann_file"] is None:
             be.optimize("b")  # below the merge threshold there is no HNSW file: build it, it is what is measured
         be.query("b", vector=qls[0], top_k=10)  # map the file, fault its vectors in, load ids
-        row = local._row(conn, "b")
+        row = reads._row(conn, "b")
         raw = Index.restore(str(be.store.index_dir("b") / row["ann_file"]), view=True)
         raw.expansion_search = row["expansion_search"]
         if not acc:

@@ -14,6 +14,13 @@ fi
 if [ -f tests/interop/package.json ] && command -v npm >/dev/null 2>&1; then
   (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# the vitest example (docs/testing.md): Cloudflare's vitest integration needs Node >= 22, also to install
+if command -v npm >/dev/null 2>&1; then
+  node22="$(bash scripts/node22.sh)"
+  for d in examples/vitest-workers examples/vitest-workers/pool-workers-0.23; do
+    (cd "$d" && PATH="$node22:$PATH" npm ci --no-audit --no-fund --loglevel=error)
+  done
+fi
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

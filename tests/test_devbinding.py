@@ -365,3 +365,154 @@ def test_shim_without_a_token_sends_no_authorization(tmp_path):
     results, requests = run_shim(tmp_path, calls, [ok([])], env=env)
     assert results == [{"ok": True, "result": []}]
     assert requests[0]["headers"] == {"accept": "application/json", "content-type": "application/json"}
+
+
+# --- --vitest: Miniflare options and a globalSetup for Cloudflare's vitest integration -------------
+
+VITEST_FILES = ["shim.js", "vitest-global-setup.mjs", "vitest.mjs", "wrangler.jsonc"]
+
+
+def test_vitest_json_gives_the_miniflare_options(vz, tmp_path):
+    out = tmp_path / "shim"
+    r = vz("dev-binding", "VECTORIZE=docs", "OTHER=other", "--out", out, "--vitest", "--api-token", "tok",
+           "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr == ""  # no "index missing" hint: the test run's store starts empty anyway
+    info = r.json()
+    expected = expected_info(out, bindings=[("VECTORIZE", "docs"), ("OTHER", "other")])
+    expected["files"] += [str(out / "vitest.mjs"), str(out / "vitest-global-setup.mjs")]
+    expected["vitest"] = {
+        "module": str(out / "vitest.mjs"),
+        "globalSetup": str(out / "vitest-global-setup.mjs"),
+        "miniflare": {
+            "workers": [{
+                "name": "vz-vectorize", "modules": True, "scriptPath": str((out / "shim.js").absolute()),
+                "compatibilityDate": "2025-01-01",
+                "bindings": {"VZ_API_BASE": "http://127.0.0.1:8788/client/v4", "VZ_ACCOUNT_ID": "vz-local",
+                             "VZ_API_TOKEN": "tok", "VZ_INDEXES": {"VECTORIZE": "docs", "OTHER": "other"}},
+            }],
+            "serviceBindings": {"VECTORIZE": {"name": "vz-vectorize", "entrypoint": "VECTORIZE"},
+                                "OTHER": {"name": "vz-vectorize", "entrypoint": "OTHER"}},
+        },
+    }
+    assert info == expected
+    assert sorted(p.name for p in out.iterdir()) == VITEST_FILES
+    # Running again replaces the vitest files too (they carry the marker).
+    assert vz("dev-binding", "VECTORIZE=docs", "--out", out, "--vitest").exit_code == 0
+
+
+def test_vitest_human_output_names_the_helper(vz, tmp_path):
+    out = tmp_path / "shim"
+    r = vz("dev-binding", "docs", "--out", out, "--vitest")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.endswith(f"\nFor vitest (@cloudflare/vitest-plugin), import vzMiniflare and vzGlobalSetup from "
+                             f"{out}/vitest.mjs (docs/testing.md).\n")
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    assert node, "node is needed (the interop tests install it; see scripts/test.sh)"
+    return node
+
+
+def test_vitest_module_builds_the_same_options_with_the_injected_address(vz, tmp_path):
+    out = tmp_path / "shim"
+    info = vz("dev-binding", "VECTORIZE=docs", "--out", out, "--vitest", "--json").json()
+    script = tmp_path / "check.mjs"
+    script.write_text(
+        f"import {{ vzMiniflare, vzGlobalSetup }} from {json.dumps((out / 'vitest.mjs').as_uri())};\n"
+        "const inject = (key) => (key === 'vzApiBase' ? 'http://127.0.0.1:1234/client/v4' : undefined);\n"
+        "const extra = { kvNamespaces: ['KV'], serviceBindings: { AUTH: 'auth' }, workers: [{ name: 'auth' }] };\n"
+        "let missing;\n"
+        "try { vzMiniflare(() => undefined); } catch (e) { missing = e.message; }\n"
+        "console.log(JSON.stringify({ plain: vzMiniflare(inject), extra: vzMiniflare(inject, extra), "
+        "setup: vzGlobalSetup, missing }));\n")
+    p = subprocess.run([_node(), str(script)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout)
+    options = info["vitest"]["miniflare"]
+    options["workers"][0]["bindings"]["VZ_API_BASE"] = "http://127.0.0.1:1234/client/v4"
+    assert got["plain"] == options
+    assert got["extra"] == {"kvNamespaces": ["KV"],
+                            "serviceBindings": {"AUTH": "auth", **options["serviceBindings"]},
+                            "workers": [{"name": "auth"}, *options["workers"]]}
+    assert got["setup"] == str(out / "vitest-global-setup.mjs")
+    assert got["missing"] == (f"vz: no vz serve address: add vzGlobalSetup ({out / 'vitest-global-setup.mjs'}) "
+                              "to test.globalSetup")
+
+
+SETUP_DRIVER = """
+import setup from %s;
+const provided = {};
+const out = {};
+try {
+  const teardown = await setup({ provide: (key, value) => { provided[key] = value; } });
+  out.provided = provided;
+  const res = await fetch(provided.vzApiBase + "/accounts/a/vectorize/v2/indexes", {
+    headers: process.env.TOKEN ? { authorization: "Bearer " + process.env.TOKEN } : {} });
+  out.status = res.status;
+  out.body = await res.json();
+  out.anonymous = (await fetch(provided.vzApiBase + "/accounts/a/vectorize/v2/indexes")).status;
+  await teardown();
+  try { await fetch(provided.vzApiBase + "/openapi.json"); out.after = "answered"; }
+  catch { out.after = "refused"; }
+} catch (e) {
+  out.error = e.message;
+}
+console.log(JSON.stringify(out));
+"""
+
+
+def _run_setup(tmp_path: Path, out: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Run the generated globalSetup as vitest would, then its teardown. The driver must exit on its
+    own: a timer or a child process left behind would keep node alive past the timeout."""
+    import os
+    import sys
+
+    script = tmp_path / "setup-driver.mjs"
+    script.write_text(SETUP_DRIVER % json.dumps((out / "vitest-global-setup.mjs").as_uri()))
+    run_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **env}
+    run_env.pop("VZ_API_TOKEN", None)
+    p = subprocess.run([_node(), str(script)], capture_output=True, text=True, timeout=30, env=run_env)
+    assert p.returncode == 0, p.stderr
+    return {"result": json.loads(p.stdout), "stderr": p.stderr}
+
+
+def test_vitest_global_setup_starts_and_stops_an_ephemeral_server(vz, tmp_path):
+    out = tmp_path / "shim"
+    assert vz("dev-binding", "docs", "--out", out, "--vitest", "--api-token", "tok").exit_code == 0
+    run = _run_setup(tmp_path, out, {"TOKEN": "tok"})
+    r = run["result"]
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/client/v4", r["provided"]["vzApiBase"])
+    assert r["status"] == 200 and r["body"] == {"result": [], "success": True, "errors": [], "messages": []}
+    assert r["anonymous"] == 401  # the server requires the token the shim sends
+    assert r["after"] == "refused"
+    # It removed its temporary store on exit.
+    store = re.search(r"ephemeral store (\S+),", run["stderr"])
+    assert store and not Path(store.group(1)).exists()
+    assert "vz serve: stopped" in run["stderr"]
+
+
+def test_vitest_global_setup_without_a_token_serves_without_auth(vz, tmp_path):
+    out = tmp_path / "shim"
+    assert vz("dev-binding", "docs", "--out", out, "--vitest").exit_code == 0
+    r = _run_setup(tmp_path, out, {})["result"]
+    assert (r["status"], r["anonymous"], r["after"]) == (200, 200, "refused")
+
+
+def test_vitest_global_setup_reports_a_missing_vz(vz, tmp_path):
+    out = tmp_path / "shim"
+    assert vz("dev-binding", "docs", "--out", out, "--vitest").exit_code == 0
+    r = _run_setup(tmp_path, out, {"VZ_BIN": str(tmp_path / "no-such-vz")})["result"]
+    assert r == {"error": f"could not run {tmp_path / 'no-such-vz'} (spawn {tmp_path / 'no-such-vz'} ENOENT): "
+                          "install vz (pip install vzcli) or set VZ_BIN"}
+
+
+def test_vitest_global_setup_reports_a_server_that_exits(vz, tmp_path):
+    out = tmp_path / "shim"
+    assert vz("dev-binding", "docs", "--out", out, "--vitest").exit_code == 0
+    fake = tmp_path / "fake-vz"
+    fake.write_text("#!/bin/sh\necho 'no such option' >&2\nexit 2\n")
+    fake.chmod(0o755)
+    r = _run_setup(tmp_path, out, {"VZ_BIN": str(fake)})["result"]
+    assert r == {"error": "vz serve exited (2) before listening; its error is above"}

@@ -22,8 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vzcli import search
+from vzcli.catalog import meta_indexes as _meta_indexes
 from vzcli.filters import compile_filter, evaluate, extract, parse_filter, to_index_value
-from vzcli.local import LocalBackend, _meta_indexes
+from vzcli.local import LocalBackend
 from vzcli.store import Store
 
 DIMS = 8

@@ -219,7 +219,7 @@ def test_get_vectors_shapes_order_and_unknown_ids(vz, docs, tmp_path) -> None:
     assert r.json() == [{"id": "b", "values": [4.0, 5.0, 6.0], "metadata": {}, "namespace": "x"},
                         {"id": "a", "values": [1.0, 2.0, 3.0], "metadata": {"m": {"n": True}}}]
     f = tmp_path / "ids.txt"
-    f.write_text("a\r\n\nzz\n")
+    f.write_text("a\r\nzz\n")  # blank lines are empty ids, an error (tests/test_trust_input.py)
     assert [v["id"] for v in vz("get-vectors", docs, "--ids-file", str(f), "--json").json()] == ["a"]
     assert [v["id"] for v in vz("get-vectors", docs, "--ids-file", "-", "--json", input="b\n").json()] == ["b"]
 

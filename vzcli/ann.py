@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from vzcli import envconf
 from vzcli.errors import StoreError
 from vzcli.store import Store, json_keys
 
@@ -30,8 +31,7 @@ CHUNK = 8192
 
 
 def merge_threshold() -> int:
-    env = os.environ.get("VZ_MERGE_THRESHOLD")
-    return max(1, int(env)) if env else 2000
+    return envconf.merge_threshold()
 
 
 def _new_index(row: dict[str, Any]) -> Any:

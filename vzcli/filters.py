@@ -30,6 +30,9 @@ LOWER_OPS = ("$gt", "$gte")
 UPPER_OPS = ("$lt", "$lte")
 ALL_OPS = SCALAR_OPS + SET_OPS + LOWER_OPS + UPPER_OPS
 SQL_CMP = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+# A valid filter is at most 3 levels deep ({"property": {"$in": [values]}}); the limit leaves room
+# for the clearer type errors of a few extra levels and stops a deep one before it is re-encoded.
+FILTER_MAX_DEPTH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +62,28 @@ def _json(v: Any) -> str:
     return orjson.dumps(v).decode()
 
 
+def _too_deep() -> InvalidFilter:
+    return InvalidFilter(f"filter is nested too deeply: at most {FILTER_MAX_DEPTH} levels of objects and "
+                         "arrays are allowed, and a filter needs 3 at most, e.g. {\"genre\": {\"$in\": [\"a\", \"b\"]}}")
+
+
+def _check_depth(raw: Any) -> None:
+    stack = [(raw, 1)]
+    while stack:
+        v, depth = stack.pop()
+        children = v.values() if isinstance(v, dict) else v if isinstance(v, list) else None
+        if children is None:
+            continue
+        if depth > FILTER_MAX_DEPTH:
+            raise _too_deep()
+        stack.extend((c, depth + 1) for c in children)
+
+
 def parse_filter(raw: Any) -> Filter:
     """Validate a decoded filter object; raises InvalidFilter with a message that says how to fix it."""
     if not isinstance(raw, dict) or not raw:
         raise InvalidFilter("filter must be a non-empty JSON object, e.g. {\"genre\": \"drama\"}")
+    _check_depth(raw)
     try:
         size = len(orjson.dumps(raw))
     except (TypeError, orjson.JSONEncodeError) as e:
@@ -76,13 +97,19 @@ def parse_filter(raw: Any) -> Filter:
     return Filter(tuple(clauses))
 
 
-def parse_filter_json(text: str) -> Filter:
+def load_filter_json(text: str | bytes) -> Any:
+    """Decode a filter given as JSON text (the CLI's --filter); InvalidFilter when it is not JSON."""
     try:
-        raw = orjson.loads(text)
+        return orjson.loads(text)
     except orjson.JSONDecodeError as e:
+        if "depth limit" in str(e) or "recursion" in str(e).lower():
+            raise _too_deep() from None
         raise InvalidFilter(f"filter is not valid JSON ({e}); quote it for the shell, e.g. "
                             "--filter '{\"genre\": \"drama\", \"year\": {\"$gte\": 2000}}'") from None
-    return parse_filter(raw)
+
+
+def parse_filter_json(text: str) -> Filter:
+    return parse_filter(load_filter_json(text))
 
 
 def _check_key(key: str) -> None:

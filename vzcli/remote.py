@@ -528,7 +528,7 @@ def _result(env: Any, status: int, raw: bytes, method: str, url: str) -> Any:
 
 def _checked_ids(ids: Iterable[str]) -> list[str]:
     """Unique ids, validated as locally, so a bad id fails before any request with the local error."""
-    from vzcli.local import _check_id_arg
+    from vzcli.catalog import check_id_arg as _check_id_arg
 
     id_list = list(dict.fromkeys(ids))
     for vid in id_list:

@@ -7,6 +7,7 @@ for it. NO_COLOR and non-TTY output are honoured (rich does both).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -25,19 +26,54 @@ def is_quiet() -> bool:
     return _quiet
 
 
+# C0 controls, DEL and C1 controls: ESC, BEL, CSI (U+009B) and friends can recolour, retitle or
+# rewrite a terminal, so text taken from data never reaches a human's terminal with them raw.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+_MESSAGE_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # a message keeps its \n and \t
+_JSON_CONTROLS = re.compile("[\x7f-\x9f]")  # JSON already escapes C0; these it leaves raw
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = m.group()
+    return _NAMED.get(c) or f"\\x{ord(c):02x}"
+
+
+def safe(text: str) -> str:
+    """`text` with every control character shown as an escape (`\\x1b`, `\\n`): one line, inert."""
+    return _CONTROLS.sub(_escape, text)
+
+
+def _safe_message(text: str) -> str:
+    return _MESSAGE_CONTROLS.sub(_escape, text)
+
+
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    width = os.environ.get("TERMINAL_WIDTH") or os.environ.get("COLUMNS")
-    if not width and not stream.isatty():
-        width = "1000"  # never wrap tables written to a pipe or file
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=int(width) if width else None)
+    width: int | None = None
+    for var in ("TERMINAL_WIDTH", "COLUMNS"):
+        value = os.environ.get(var, "")
+        if value.isascii() and value.isdigit() and int(value) > 0:  # a bad value is ignored, as a shell's own COLUMNS may be
+            width = int(value)
+            break
+    if width is None and not stream.isatty():
+        width = 1000  # never wrap tables written to a pipe or file
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
-def json_out(obj: Any) -> None:
-    """One JSON document on stdout, 2-space indent (like wrangler's JSON.stringify(x, null, 2))."""
-    sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n")
+def json_out(obj: Any, *, human: bool = False) -> None:
+    """One JSON document on stdout, 2-space indent (like wrangler's JSON.stringify(x, null, 2)).
+
+    `human`: the document is printed for a person (a command that prints JSON without --json);
+    DEL and C1 controls inside strings are then written as \\u escapes, the same JSON value, so
+    stored data cannot drive the terminal. With --json the bytes are orjson's, unchanged.
+    """
+    text = orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode()
+    if human:
+        text = _JSON_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 
@@ -51,13 +87,13 @@ def ndjson_out(objs: Iterable[Any]) -> None:
 def say(msg: str) -> None:
     """A human message on stdout (silenced by --quiet)."""
     if not _quiet:
-        sys.stdout.write(msg + "\n")
+        sys.stdout.write(_safe_message(msg) + "\n")
 
 
 def hint(msg: str) -> None:
     """A hint or warning on stderr (silenced by --quiet)."""
     if not _quiet:
-        sys.stderr.write(msg + "\n")
+        sys.stderr.write(_safe_message(msg) + "\n")
 
 
 def warn(msg: str) -> None:
@@ -66,7 +102,7 @@ def warn(msg: str) -> None:
 
 def error(msg: str) -> None:
     """Errors always reach stderr, even with --quiet."""
-    sys.stderr.write(f"✘ [ERROR] {msg}\n")
+    sys.stderr.write(f"✘ [ERROR] {_safe_message(msg)}\n")
     sys.stderr.flush()
 
 
@@ -76,12 +112,14 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         return
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(box=box.SQUARE, show_lines=True, header_style="bold", pad_edge=True)
     for c in columns:
         t.add_column(c, no_wrap=True)
     for r in rows:
-        t.add_row(*["" if v is None else str(v) for v in r])
+        # Text, not str: a cell is data, never rich markup ("[red]" is shown as typed)
+        t.add_row(*[Text("" if v is None else safe(str(v))) for v in r])
     _console().print(t)
 
 

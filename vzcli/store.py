@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from vzcli import envconf
 from vzcli.errors import LockTimeout, StoreError
 
 CATALOG = "catalog.sqlite3"
-DEFAULT_LOCK_TIMEOUT = 60.0
 
 
 def json_keys(keys: list[int]) -> str:
@@ -44,8 +44,7 @@ def new_mutation_id() -> str:
 
 
 def default_store_path() -> Path:
-    env = os.environ.get("VZ_STORE")
-    return Path(env) if env else Path.cwd() / ".vz"
+    return envconf.store_dir() or Path.cwd() / ".vz"
 
 
 # --- migrations -------------------------------------------------------------------------------
@@ -107,9 +106,7 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, lock_timeout: float | None = None) -> None:
         self.path = Path(path) if path is not None else default_store_path()
-        env_timeout = os.environ.get("VZ_LOCK_TIMEOUT")
-        self.lock_timeout = lock_timeout if lock_timeout is not None else (
-            float(env_timeout) if env_timeout else DEFAULT_LOCK_TIMEOUT)
+        self.lock_timeout = lock_timeout if lock_timeout is not None else envconf.lock_timeout()
         self._conn: sqlite3.Connection | None = None
 
     # --- paths ---

@@ -5,14 +5,16 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+from typer._click import exceptions as click  # typer ≥ 0.28 vendors click; its parse errors are these
+from typer.core import TyperGroup
 
-from vzcli import __version__, render
-from vzcli.errors import ExitCode, VzError
+from vzcli import __version__, envconf, render
+from vzcli.errors import ExitCode, UsageError, VzError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -22,7 +24,42 @@ Wrangler's `vectorize` commands, flags, JSON shapes, limits and error codes, ove
 (SQLite + usearch HNSW). Store: --store, else $VZ_STORE, else ./.vz.
 """
 
-app = typer.Typer(name="vz", help=HELP, no_args_is_help=True, add_completion=False,
+
+
+class _Group(TyperGroup):
+    """The root command: click's own parse errors get vz's error format too.
+
+    A bad option value, an unknown or missing option or argument is reported like every other
+    error (`✘ [ERROR] message [code: 40000]`, exit 2) as the last line on stderr, after the usage
+    line and how to get help, as wrangler prints its usage before its error.
+    """
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, windows_expand_args: bool = True,
+             **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except click.NoArgsIsHelpError as e:  # bare `vz`: the help, as before
+            e.show()
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            if e.ctx is not None:
+                help_opt = (e.ctx.help_option_names or ["--help"])[0]
+                sys.stderr.write(f"{e.ctx.get_usage()}\nTry '{e.ctx.command_path} {help_opt}' for help.\n")
+            render.error(f"{e.format_message()} [code: {UsageError.code}]")
+            sys.exit(int(ExitCode.USAGE))
+        except click.ClickException as e:
+            render.error(f"{e.format_message()} [code: {VzError.code}]")
+            sys.exit(e.exit_code)
+        except typer.Abort:  # end of input at a prompt
+            render.error(f"aborted [code: {VzError.code}]")
+            sys.exit(int(ExitCode.FAILURE))
+        sys.exit(rv if isinstance(rv, int) else 0)  # an int is the code of a typer.Exit
+
+
+app = typer.Typer(name="vz", help=HELP, no_args_is_help=True, add_completion=False, cls=_Group,
                   context_settings={"help_option_names": ["-h", "--help"]}, rich_markup_mode=None,
                   pretty_exceptions_enable=False)
 
@@ -54,14 +91,20 @@ def main_options(
     store: Path = typer.Option(None, "--store", envvar="VZ_STORE", show_envvar=True,
                                help="Store directory (created on first write).", show_default="./.vz"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Silence everything but errors."),
-    remote: bool = typer.Option(False, "--remote", envvar="VZ_REMOTE", show_envvar=True,
+    remote: bool = typer.Option(False, "--remote",
                                 help="Run against Cloudflare's REST API instead of the local store "
-                                     "(CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_TOKEN, CLOUDFLARE_API_BASE_URL)."),
+                                     "(CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_TOKEN, CLOUDFLARE_API_BASE_URL). "
+                                     "[env var: VZ_REMOTE]"),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
 ) -> None:
-    State.store = store
-    State.remote = remote
     render.set_quiet(quiet)
+    try:
+        # every VZ_* variable, before any command can write: a bad one is a usage error naming it
+        envconf.check_all()
+    except VzError as e:
+        raise failed(e) from None
+    State.store = store
+    State.remote = remote or envconf.remote()
 
 
 def handled(fn: F) -> F:
@@ -72,8 +115,7 @@ def handled(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except VzError as e:
-            render.error(f"{e.message} [code: {e.code}]")
-            raise typer.Exit(int(e.exit_code)) from None
+            raise failed(e) from None
         except BrokenPipeError:
             _silence_stdout()
             raise typer.Exit(0) from None
@@ -86,7 +128,7 @@ def handled(fn: F) -> F:
             render.error(f"{e.strerror or e}" + (f": {e.filename}" if getattr(e, "filename", None) else ""))
             raise typer.Exit(int(ExitCode.FAILURE)) from None
         except Exception as e:  # a bug: no traceback for users, but say how to get one
-            if os.environ.get("VZ_DEBUG"):
+            if envconf.debug():
                 raise
             render.error(f"internal error: {type(e).__name__}: {e} (set VZ_DEBUG=1 for a traceback)")
             raise typer.Exit(int(ExitCode.FAILURE)) from None
@@ -102,12 +144,15 @@ def _silence_stdout() -> None:
         pass
 
 
+def failed(e: VzError) -> typer.Exit:
+    """Report a core error on stderr (`✘ [ERROR] message [code: N]`); the Exit to raise for it."""
+    render.error(f"{e.message} [code: {e.code}]")
+    return typer.Exit(int(e.exit_code))
+
+
 def usage(msg: str) -> typer.Exit:
     """Report a usage error (exit 2) from inside a command, with the code every usage error carries."""
-    from vzcli.errors import UsageError
-
-    render.error(f"{msg} [code: {UsageError.code}]")
-    return typer.Exit(int(ExitCode.USAGE))
+    return failed(UsageError(msg))
 
 
 def complete_index(ctx: typer.Context, incomplete: str) -> list[str]:
@@ -117,7 +162,7 @@ def complete_index(ctx: typer.Context, incomplete: str) -> list[str]:
         from vzcli.store import Store
 
         root = ctx.find_root()
-        store = root.params.get("store") or os.environ.get("VZ_STORE")
+        store = root.params.get("store") or envconf.store_dir()
         return [i["name"] for i in LocalBackend(Store(store)).list_indexes() if i["name"].startswith(incomplete)]
     except Exception:
         return []

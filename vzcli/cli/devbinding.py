@@ -28,6 +28,9 @@ def dev_binding(
     name: str = typer.Option(devbinding.DEFAULT_SERVICE, "--name",
                              help="The shim Worker's name: the `service` your bindings point at."),
     force: bool = typer.Option(False, "--force", help="Overwrite files in --out that vz did not write."),
+    vitest: bool = typer.Option(False, "--vitest",
+                                help="Also write vitest.mjs (Miniflare options for Cloudflare's vitest integration) "
+                                     "and vitest-global-setup.mjs (starts vz serve for the test run)."),
     json_: bool = typer.Option(False, "--json", help="Return output as JSON: the files, bindings and snippets."),
 ) -> None:
     """Write a shim Worker that serves indexes of `vz serve` as Vectorize bindings in `wrangler dev`.
@@ -39,8 +42,9 @@ def dev_binding(
     bindings = devbinding.parse_bindings(specs)
     devbinding.check_service_name(name)
     info = devbinding.write_shim(out, bindings, service=name, url=url, account_id=account_id,
-                                 token=api_token, force=force)
-    _warn_missing(bindings)
+                                 token=api_token, force=force, vitest=vitest)
+    if not vitest:  # with --vitest the indexes live in the test run's temporary store
+        _warn_missing(bindings)
     if json_:
         render.json_out(info)
         return
@@ -54,6 +58,9 @@ def dev_binding(
     render.say("\nor (wrangler.toml):\n")
     render.say(_indent(info["snippets"]["toml"]))
     render.say(f"\nThen run `vz serve` and, in another terminal:\n\n  {info['command']}")
+    if vitest:
+        render.say(f"\nFor vitest (@cloudflare/vitest-plugin), import vzMiniflare and vzGlobalSetup from "
+                   f"{info['vitest']['module']} (docs/testing.md).")
 
 
 def _indent(text: str) -> str:

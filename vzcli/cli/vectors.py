@@ -14,7 +14,7 @@ import typer
 
 from vzcli import limits, render
 from vzcli.cli import State, app, complete_index, handled, usage
-from vzcli.errors import ExitCode, UsageError
+from vzcli.errors import ExitCode, UsageError, VzError
 
 NAME_HELP = "The name of the Vectorize index."
 JSON_HELP = "Return output as JSON."
@@ -204,8 +204,6 @@ def query(
     json_: bool = typer.Option(False, "--json", help="Return output as JSON (the output is always JSON)."),
 ) -> None:
     """Query a Vectorize index for the nearest neighbours of a vector (prints {count, matches} JSON)."""
-    import orjson
-
     extra = _extras(ctx, "--vector", vector is not None)
     sources = sum(x is not None for x in (vector, vector_id, vector_file))
     if sources != 1:
@@ -218,18 +216,15 @@ def query(
     flt: Any = None
     if filter_ is not None:
         from vzcli.errors import InvalidFilter
+        from vzcli.filters import load_filter_json
 
-        try:
-            flt = orjson.loads(filter_)
-        except orjson.JSONDecodeError as e:
-            raise InvalidFilter(f"--filter is not valid JSON ({e}); quote it for the shell, e.g. "
-                                "--filter '{\"genre\": \"drama\"}'") from None
+        flt = load_filter_json(filter_)
         if flt is None:  # the backend reads None as "no filter"; `--filter null` is not that
             raise InvalidFilter("filter must be a non-empty JSON object, e.g. --filter '{\"genre\": \"drama\"}'")
     res = State.backend().query(name, vector=vec, vector_id=vector_id, top_k=top_k, return_values=return_values,
                                 return_metadata=return_metadata.value, namespace=namespace, filter=flt,
                                 exact=exact, warn=render.warn)
-    render.json_out(res)
+    render.json_out(res, human=not json_)
     if res["count"] == 0 and not json_:
         render.hint("Could not find any relevant vectors")
 
@@ -242,13 +237,42 @@ def _ids(ctx: typer.Context, ids: str | None, ids_file: str | None) -> list[str]
         return [ids, *extra]
     stream, source, _ = open_input(ids_file or "-")
     try:
-        text = stream.read().decode("utf-8", "replace")
+        data = stream.read()
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
-    out = [line.strip() for line in text.splitlines() if line.strip()]
-    if not out:
+    return read_ids(data, source)
+
+
+def read_ids(data: bytes, source: str) -> list[str]:
+    """Ids from an --ids-file, verbatim: one a line, only the terminator (\\n or \\r\\n) removed.
+
+    Nothing else is stripped or repaired: spaces belong to the id, and a line that is not UTF-8 or
+    not a valid id (a blank line is an empty id) is an error naming file:line, so a command never
+    acts on an id the file does not spell out.
+    """
+    from vzcli.records import check_id
+
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # the final line's terminator ends the last id; it does not start another
+    if not lines:
         raise usage(f"{source}: no ids found (one id a line)")
+    out: list[str] = []
+    for n, line in enumerate(lines, 1):
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        try:
+            vid = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UsageError(f"{source}:{n}: not valid UTF-8 (byte {e.start + 1} of the line); an id file "
+                             "must be UTF-8 text, one id a line", code=40008) from None
+        try:
+            check_id(vid)
+        except VzError as e:
+            hint = " (a blank line; remove it)" if not vid else ""
+            raise UsageError(f"{source}:{n}: {e.message}{hint}", code=e.code) from None
+        out.append(vid)
     return out
 
 
@@ -263,7 +287,7 @@ def get_vectors(
 ) -> None:
     """Get vectors by id (a JSON array; unknown ids are left out)."""
     res = State.backend().get_by_ids(name, _ids(ctx, ids, ids_file))
-    render.json_out(res)
+    render.json_out(res, human=not json_)
     if not res and not json_:
         render.hint("The index does not contain vectors corresponding to the provided identifiers")
 

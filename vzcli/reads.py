@@ -1,0 +1,286 @@
+"""Reads: query, get by id, list and export; never a write, so any number run at once."""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from vzcli import limits
+from vzcli.catalog import check_id_arg as _check_id_arg
+from vzcli.catalog import index_row as _row
+from vzcli.catalog import meta_indexes as _meta_indexes
+from vzcli.errors import (
+    BadCursor,
+    InvalidVector,
+    QueryDimensionMismatch,
+    TopKTooLarge,
+    UsageError,
+    VectorNotFound,
+)
+from vzcli.store import Store, json_keys
+
+Warn = Callable[[str], None]
+CURSOR_TTL = 3600
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+def _details(conn: sqlite3.Connection, keys: list[int], values: bool) -> dict[int, tuple[Any, ...]]:
+    """key -> (id, namespace, metadata[, vec]) of the live records among `keys`."""
+    if not keys:
+        return {}
+    cols = "key, id, namespace, metadata, vec" if values else "key, id, namespace, metadata"
+    return {r[0]: r[1:] for r in conn.execute(
+        f"SELECT {cols} FROM vectors WHERE key IN (SELECT value FROM json_each(?))", (json_keys(keys),))}
+
+
+def _vec_list(blob: bytes) -> list[float]:
+    import numpy as np
+
+    return np.frombuffer(blob, dtype=np.float32).astype(np.float64).tolist()
+
+class Reads:
+    """The read half of `LocalBackend` (a mixin: `store` and `resident` are set by it)."""
+
+    store: Store
+    resident: bool
+
+    def get_by_ids(self, name: str, ids: Iterable[str]) -> list[dict[str, Any]]:
+        id_list = list(dict.fromkeys(ids))
+        for vid in id_list:
+            _check_id_arg(vid)
+        with self.store.read() as conn:
+            row = _row(conn, name)
+            assert conn is not None
+            out: dict[str, dict[str, Any]] = {}
+            for i in range(0, len(id_list), 5000):
+                part = orjson.dumps(id_list[i:i + 5000]).decode()
+                for vid, ns, md, vec in conn.execute(
+                        "SELECT id, namespace, metadata, vec FROM vectors WHERE index_id = ? AND id IN "
+                        "(SELECT value FROM json_each(?))", (row["id"], part)):
+                    out[vid] = _vector_object(vid, ns, md, vec)
+            return [out[v] for v in id_list if v in out]
+
+    def list_vectors(self, name: str, *, count: int = limits.LIST_COUNT_DEFAULT,
+                     cursor: str | None = None) -> dict[str, Any]:
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= limits.LIST_COUNT_MAX:
+            raise UsageError(f"count must be between 1 and {limits.LIST_COUNT_MAX}, got {count}", code=40051)
+        with self.store.read() as conn:
+            row = _row(conn, name)
+            assert conn is not None
+            after = _decode_cursor(cursor, row) if cursor else None
+            if after is None:
+                rows = conn.execute("SELECT id FROM vectors WHERE index_id = ? ORDER BY id LIMIT ?",
+                                    (row["id"], count + 1)).fetchall()
+            else:
+                rows = conn.execute("SELECT id FROM vectors WHERE index_id = ? AND id > ? ORDER BY id LIMIT ?",
+                                    (row["id"], after, count + 1)).fetchall()
+            truncated = len(rows) > count
+            ids = [r[0] for r in rows[:count]]
+            out: dict[str, Any] = {"count": len(ids), "totalCount": row["vector_count"], "isTruncated": truncated}
+            if truncated:
+                exp = int(time.time()) + CURSOR_TTL
+                out["nextCursor"] = _encode_cursor(row, ids[-1], exp)
+                out["cursorExpirationTimestamp"] = datetime.fromtimestamp(exp, UTC).isoformat().replace("+00:00", "Z")
+            else:
+                out["nextCursor"] = None
+                out["cursorExpirationTimestamp"] = None
+            out["vectors"] = [{"id": i} for i in ids]
+            return out
+
+    def iter_ids(self, name: str, page: int = 1000) -> Iterator[str]:
+        """Every id in cursor order, page by page (keyset pagination, so it is safe under writes)."""
+        cursor = None
+        while True:
+            res = self.list_vectors(name, count=page, cursor=cursor)
+            for v in res["vectors"]:
+                yield v["id"]
+            if not res["isTruncated"]:
+                return
+            cursor = res["nextCursor"]
+
+    def export(self, name: str, *, namespace: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every record as `{id, values, namespace?, metadata}`, in id order, page by page."""
+        with self.store.read() as conn:
+            row = _row(conn, name)
+        after = ""
+        while True:
+            with self.store.read() as conn:
+                assert conn is not None
+                sql = "SELECT id, namespace, metadata, vec FROM vectors WHERE index_id = ? AND id > ?"
+                params: list[Any] = [row["id"], after]
+                if namespace is not None:
+                    sql += " AND namespace = ?"
+                    params.append(namespace)
+                rows = conn.execute(sql + " ORDER BY id LIMIT 1000", params).fetchall()
+            for vid, ns, md, vec in rows:
+                yield _vector_object(vid, ns, md, vec)
+            if len(rows) < 1000:
+                return
+            after = rows[-1][0]
+
+    def query(self, name: str, *, vector: list[float] | None = None, vector_id: str | None = None,
+              top_k: int = limits.TOPK_DEFAULT, return_values: bool = False, return_metadata: str = "none",
+              namespace: str | None = None, filter: Any = None, exact: bool = False,
+              warn: Warn = _noop) -> dict[str, Any]:
+        import numpy as np
+
+        from vzcli import search
+        from vzcli.filters import compile_filter, from_index_value, parse_filter
+        from vzcli.records import check_namespace, check_vector
+
+        check_query_options(top_k, return_values, return_metadata)
+        if (vector is None) == (vector_id is None):
+            raise UsageError("Either vector or vector-id parameter must be provided, but not both.")
+        flt = parse_filter(filter) if filter is not None else None
+        if namespace is not None:
+            try:
+                check_namespace(namespace)
+            except InvalidVector as e:  # keep its code (40010), as the README documents
+                raise UsageError(e.message, code=e.code) from None
+        with self.store.read() as conn:
+            row = _row(conn, name)
+            assert conn is not None
+            if vector_id is not None:
+                _check_id_arg(vector_id)
+                r = conn.execute("SELECT vec FROM vectors WHERE index_id = ? AND id = ?", (row["id"], vector_id)).fetchone()
+                if r is None:
+                    raise VectorNotFound(f'vector with id "{vector_id}" not found in index "{name}"')
+                q = np.frombuffer(r[0], dtype=np.float32)
+            else:
+                q = check_vector(vector, row["dimensions"], "", code=QueryDimensionMismatch.code, what="query vector")
+            # the metadata indexes matter only to a filter and to returnMetadata "indexed"
+            props = _meta_indexes(conn, row["id"]) if flt is not None or return_metadata == "indexed" else {}
+            comp = None
+            if flt is not None:
+                comp = compile_filter(flt, props)
+                for p in comp.unindexed:
+                    warn(f"filter property {p!r} has no metadata index on {name!r}, so it matches nothing; "
+                         f"create one with: vz create-metadata-index {name} --property-name {p} --type string|number|boolean")
+            index_dir = self.store.index_dir(name)
+            hits, plan = search.search(conn, row, index_dir, q, int(top_k), namespace, comp, exact=exact,
+                                       resident=self.resident)
+            details = self._match_details(conn, row, plan, hits, return_values, return_metadata)
+            if details is None:
+                # a key of the HNSW file was deleted without being counted: search again, checking keys
+                hits, plan = search.search(conn, row, index_dir, q, int(top_k), namespace, comp, exact=exact,
+                                           recheck=True, resident=self.resident)
+                details = self._match_details(conn, row, plan, hits, return_values, return_metadata)
+                assert details is not None
+            keys = [k for _, k in hits]
+            indexed: dict[int, dict[str, Any]] = {}
+            if return_metadata == "indexed" and keys and props:
+                names = {pid: (p, t) for p, (pid, t) in props.items()}
+                for key, pid, val in conn.execute(
+                        "SELECT key, prop_id, val FROM mvals WHERE key IN (SELECT value FROM json_each(?))",
+                        [json_keys(keys)]):
+                    if pid in names:
+                        p, t = names[pid]
+                        _set_path(indexed.setdefault(key, {}), p, from_index_value(val, t))
+            matches = []
+            for dist, key in hits:
+                if key not in details:
+                    continue
+                vid, ns, md, *vec = details[key]
+                m: dict[str, Any] = {"id": vid, "score": search.score_of(row["metric"], dist)}
+                if return_values:
+                    m["values"] = _vec_list(vec[0])
+                if return_metadata == "all":
+                    m["metadata"] = orjson.loads(md) if md else {}
+                elif return_metadata == "indexed":
+                    m["metadata"] = indexed.get(key, {})
+                if ns is not None:
+                    m["namespace"] = ns
+                matches.append(m)
+            return {"count": len(matches), "matches": matches}
+
+    def _match_details(self, conn: sqlite3.Connection, row: dict[str, Any], plan: Any, hits: list[tuple[float, int]],
+                       values: bool, metadata: str) -> dict[int, tuple[Any, ...]] | None:
+        """key -> (id, namespace, metadata[, vec]) of the hits; None if a trusted hit turns out dead.
+
+        A resident backend takes ids, namespaces and values of keys in the ANN file from memory
+        (they never change for a key) and asks SQLite only about the delta and, when returned,
+        metadata; liveness of a trusted hit is then checked in `dead_keys`.
+        """
+        from vzcli import ann
+        from vzcli.search import dead_among
+
+        keys = [k for _, k in hits]
+        fv = plan.fv
+        if not (self.resident and fv is not None and fv.resident and metadata != "all"):
+            details = _details(conn, keys, values)
+            return None if plan.trusted and len(details) < len(keys) else details
+        ann.file_info(fv, conn)
+        known = fv.info(keys)
+        if plan.trusted and dead_among(conn, row["id"], list(known)):
+            return None
+        rest = [k for k in keys if k not in known]
+        details = _details(conn, rest, values) if rest else {}
+        if known:
+            import numpy as np
+
+            vecs: list[Any] = [None] * len(known)
+            if values:
+                _, mat = fv.split(np.asarray(list(known), dtype=np.int64))
+                vecs = [v.tobytes() for v in mat]
+            for (key, (vid, ns)), vec in zip(known.items(), vecs, strict=True):
+                details[key] = (vid, ns, None, vec) if values else (vid, ns, None)
+        return details
+
+
+def check_query_options(top_k: Any, return_values: bool, return_metadata: str) -> None:
+    if return_metadata not in ("none", "indexed", "all"):
+        raise UsageError(f'returnMetadata must be "none", "indexed" or "all", got {return_metadata!r}', code=40026)
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, float)) or top_k != int(top_k) or top_k < 1:
+        raise TopKTooLarge(f"top K must be a whole number from 1 to {limits.TOPK_MAX}, got {top_k!r}")
+    if return_values or return_metadata == "all":
+        if top_k > limits.TOPK_MAX_WITH_DATA:
+            raise TopKTooLarge(
+                f"with returnValues=true or returnMetadata=all, max top K is {limits.TOPK_MAX_WITH_DATA}, but got "
+                f"{top_k!r}; for a top K up to {limits.TOPK_MAX}, retry with returnValues=false and returnMetadata=indexed")
+    elif top_k > limits.TOPK_MAX:
+        raise TopKTooLarge(f"max top K is {limits.TOPK_MAX}, but got {top_k!r}")
+
+
+def _vector_object(vid: str, ns: str | None, md: str | None, vec: bytes) -> dict[str, Any]:
+    obj: dict[str, Any] = {"id": vid, "values": _vec_list(vec), "metadata": orjson.loads(md) if md else {}}
+    if ns is not None:
+        obj["namespace"] = ns
+    return obj
+
+
+def _set_path(d: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+        if not isinstance(d, dict):
+            return
+    d[parts[-1]] = value
+
+
+def _encode_cursor(row: dict[str, Any], last_id: str, exp: int) -> str:
+    raw = orjson.dumps({"i": row["id"], "c": row["created_on"], "a": last_id, "e": exp})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, row: dict[str, Any]) -> str:
+    try:
+        pad = "=" * (-len(cursor) % 4)
+        obj = orjson.loads(base64.urlsafe_b64decode(cursor + pad))
+        ok = isinstance(obj, dict) and obj.get("i") == row["id"] and obj.get("c") == row["created_on"] \
+            and isinstance(obj.get("a"), str) and isinstance(obj.get("e"), int)
+    except (ValueError, orjson.JSONDecodeError, UnicodeDecodeError):
+        ok = False
+    if not ok:
+        raise BadCursor()
+    if obj["e"] < time.time():
+        raise BadCursor("List vectors cursor has expired; start a new listing without --cursor")
+    return str(obj["a"])
