@@ -13,6 +13,9 @@ fi
 .venv/bin/python -m compileall -q vzcli >/dev/null
 if [ -f tests/interop/package.json ] && command -v npm >/dev/null 2>&1; then
   (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
+  # the latest wrangler and the TypeScript SDK; that wrangler needs Node >= 22 (scripts/node22.sh)
+  node22="$(bash scripts/node22.sh)"
+  (cd tests/interop-latest && PATH="$node22:$PATH" npm ci --no-audit --no-fund --loglevel=error)
 fi
 # the vitest example (docs/testing.md): Cloudflare's vitest integration needs Node >= 22, also to install
 if command -v npm >/dev/null 2>&1; then

@@ -2,7 +2,8 @@
 
 One `vz serve` (with a token) and one `wrangler dev` (the sample app in tests/interop/devbinding-app,
 configured with the TOML snippet `vz dev-binding` prints, plus the shim it writes) run for the whole
-module, on loopback only. Each test calls
+module, on loopback only, once with each wrangler the tests install (the pinned one and the latest,
+under Node >= 22; tests/interop_clients.py). Each test calls
 the app over HTTP so that it calls a binding method, and checks the answer against the CLI's view
 of the same store. wrangler runs offline: no metrics, no error reports, no `Request.cf` download, its
 update check pointed at a closed loopback port and pre-empted by a fresh cache, no account.
@@ -27,6 +28,7 @@ from typing import Any
 
 import pytest
 from helpers_server import start_server, stop_server
+from interop_clients import WRANGLERS, Install
 from typer.testing import CliRunner
 
 from vzcli.cli import app
@@ -34,7 +36,6 @@ from vzcli.cli import app
 pytestmark = pytest.mark.interop
 
 HERE = Path(__file__).parent
-WRANGLER = HERE / "interop" / "node_modules" / ".bin" / "wrangler"
 APP = HERE / "interop" / "devbinding-app"
 TOKEN = "e2e-token"
 DOCS, OTHER, MISSING = "e2e-docs", "e2e-other", "e2e-missing"
@@ -93,17 +94,17 @@ class BindingError(Exception):
     """The message of the error the binding threw inside the Worker."""
 
 
-def offline_env(root: Path, closed_port: int) -> dict[str, str]:
-    """A clean environment in which wrangler 4.86.0 makes no connection beyond loopback."""
+def offline_env(root: Path, closed_port: int, install: Install) -> dict[str, str]:
+    """A clean environment in which wrangler makes no connection beyond loopback."""
     home = root / "home"
     tmp = root / "tmp"
     (tmp / "update-check").mkdir(parents=True)
     # wrangler's update check reads this cache first; an hour-fresh entry means no request at all.
     (tmp / "update-check" / "wrangler-latest.json").write_text(
-        json.dumps({"latest": "4.86.0", "lastUpdate": int(time.time() * 1000) + 86_400_000}))
+        json.dumps({"latest": install.version("wrangler"), "lastUpdate": int(time.time() * 1000) + 86_400_000}))
     registry = f"http://127.0.0.1:{closed_port}/"
     return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PATH": os.path.dirname(install.node) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),
         "TMPDIR": str(tmp),
@@ -112,7 +113,7 @@ def offline_env(root: Path, closed_port: int) -> dict[str, str]:
         "WRANGLER_SEND_METRICS": "false",
         "WRANGLER_SEND_ERROR_REPORTS": "false",
         "CLOUDFLARE_CF_FETCH_ENABLED": "false",  # miniflare would download Request.cf from workers.cloudflare.com
-        "npm_registry": registry,  # 4.86.0's update check asks rc("npm")'s registry
+        "npm_registry": registry,  # the update check asks rc("npm")'s registry
         "npm_config_registry": registry,
     }
 
@@ -149,9 +150,10 @@ def stop_group(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
             return
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    assert WRANGLER.exists(), f"{WRANGLER} is missing: run `npm ci` in tests/interop (scripts/test.sh does)"
+@pytest.fixture(scope="module", params=WRANGLERS)
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    install: Install = request.param
+    node, wrangler_js = install.node, install.wrangler_js
     root = tmp_path_factory.mktemp("devbinding-e2e")
     store = root / "store"
     base_url, server = start_server(store, token=TOKEN)
@@ -171,11 +173,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # test_sample_config_matches_the_json_snippet ties the committed JSONC config to the JSON one.
         (app_dir / "wrangler.toml").write_text(APP_TOML + "\n" + json.loads(r.stdout)["snippets"]["toml"] + "\n")
         port, inspector, closed = free_port(), free_port(), free_port()
-        cmd = [str(WRANGLER), "dev", "-c", str(app_dir / "wrangler.toml"), "-c", str(shim / "wrangler.jsonc"),
+        cmd = [node, str(wrangler_js), "dev", "-c", str(app_dir / "wrangler.toml"), "-c", str(shim / "wrangler.jsonc"),
                "--ip", "127.0.0.1", "--port", str(port), "--inspector-port", str(inspector),
                "--log-level", "warn"]
         with (root / "wrangler.out").open("w") as out, (root / "wrangler.err").open("w") as err:
-            proc = subprocess.Popen(cmd, cwd=app_dir, env=offline_env(root, closed), stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(cmd, cwd=app_dir, env=offline_env(root, closed, install), stdin=subprocess.DEVNULL,
                                     stdout=out, stderr=err, start_new_session=True)
         stack = Stack(app_url=f"http://127.0.0.1:{port}/", store=store, root=root, wrangler=proc)
         wait_for_app(stack, time.monotonic() + STARTUP_DEADLINE)
@@ -238,6 +240,9 @@ def test_insert_and_every_kind_of_query(stack):
     assert stack.call("query", [1, 1, 0], {"namespace": "music", "filter": {"genre": "jazz"},
                                            "returnMetadata": "indexed"}) == cli
     assert [m["id"] for m in cli["matches"]] == ["q-c"]
+    # An empty filter is no filter (frameworks send it on every unfiltered query; Cloudflare accepts it).
+    cli = stack.cli_json("query", DOCS, "--vector", "1", "1", "0", "--top-k", "4")
+    assert stack.call("query", [1, 1, 0], {"topK": 4, "filter": {}}) == cli and cli["count"] == 4
     # queryById takes the same options.
     cli = stack.cli_json("query", DOCS, "--vector-id", "q-b", "--top-k", "2", "--return-metadata", "all")
     assert stack.call("queryById", "q-b", {"topK": 2, "returnMetadata": "all"}) == cli
@@ -315,6 +320,13 @@ def test_errors_are_thrown_as_the_binding_throws_them(stack):
         "VECTOR_INSERT_ERROR (code = 40012): request body:1: invalid vector for id=\"bad-dims\", "
         "expected 3 dimensions, and got 2 dimensions")
     assert error_of(stack, "upsert", bad).startswith("VECTOR_UPSERT_ERROR (code = 40012): ")
+    # The Workers binding's batch limit (1000 per call; the REST API, which the CLI uses, takes 5000).
+    many = [{"id": f"many-{i}", "values": [1, 0, 0]} for i in range(1001)]
+    assert error_of(stack, "upsert", many) == \
+        "VECTOR_UPSERT_ERROR (code = 40007): too many vectors in payload; max vector count is 1000, got 1001"
+    assert error_of(stack, "insert", many) == \
+        "VECTOR_INSERT_ERROR (code = 40007): too many vectors in payload; max vector count is 1000, got 1001"
+    assert stack.cli_json("get-vectors", DOCS, "--ids", "many-0") == []
     # As on Cloudflare, a legacy `false` reaches the service, which rejects a boolean.
     assert error_of(stack, "query", [1, 2, 3], {"returnMetadata": False}) == (
         "VECTOR_QUERY_ERROR (code = 40026): Failed to parse the request body as JSON: returnMetadata: expected value")

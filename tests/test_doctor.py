@@ -244,4 +244,4 @@ def test_garbage_catalog_is_a_clear_store_error(vz, store: Path) -> None:
     store.mkdir()
     (store / "catalog.sqlite3").write_bytes(b"this is not a database" * 100)
     r = vz("doctor")
-    assert r.exit_code == 1 and "[code: 1002]" in r.stderr and "Traceback" not in r.stderr
+    assert r.exit_code == 1 and "[code: 1004]" in r.stderr and "Traceback" not in r.stderr

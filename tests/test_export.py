@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers_server import ServedStore, served_store  # noqa: F401  (fixture)
+from interop_clients import WRANGLERS, Install
 
 
 def nd(recs: list[dict[str, Any]]) -> bytes:
@@ -121,17 +122,19 @@ def test_progress_is_shown_on_a_terminal_only(vz: Any, store: Path, tmp_path: Pa
 
 
 @pytest.mark.interop
+@pytest.mark.parametrize("install", WRANGLERS)
 def test_wrangler_vectorize_insert_accepts_the_export(vz: Any, idx: str, served_store: ServedStore,  # noqa: F811
-                                                      tmp_path: Path) -> None:
-    from test_devbinding_e2e import WRANGLER, free_port, offline_env
+                                                      tmp_path: Path, install: Install) -> None:
+    from test_devbinding_e2e import free_port, offline_env
 
     dump = tmp_path / "dump.ndjson"
     assert vz("export", idx, "-o", str(dump)).exit_code == 0
     served = ["--store", str(served_store.store)]
     assert vz(*served, "create", "fromwr", "--dimensions", "3", "--metric", "euclidean").exit_code == 0
-    env = {**offline_env(tmp_path / "wr", free_port()), "CLOUDFLARE_API_BASE_URL": served_store.api,
+    env = {**offline_env(tmp_path / "wr", free_port(), install), "CLOUDFLARE_API_BASE_URL": served_store.api,
            "CLOUDFLARE_ACCOUNT_ID": served_store.account, "CLOUDFLARE_API_TOKEN": served_store.token or ""}
-    p = subprocess.run([str(WRANGLER), "vectorize", "insert", "fromwr", "--file", str(dump)], env=env,
+    p = subprocess.run([install.node, str(install.wrangler_js), "vectorize", "insert", "fromwr", "--file", str(dump)],
+                       env=env,
                        cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "Successfully enqueued 3 vectors" in p.stdout

@@ -92,7 +92,8 @@ def test_preset_with_agreeing_options_is_fine(vz) -> None:
 
 
 @pytest.mark.parametrize("extra,word", [
-    (["--dimensions", "3"], "--dimensions 3"), (["--metric", "euclidean"], "--metric euclidean")])
+    (["--dimensions", "3"], " dimensions 3 (the preset has 384)"),
+    (["--metric", "euclidean"], " metric euclidean (the preset has cosine)")])
 def test_preset_disagreeing_is_usage_error(vz, store, extra, word) -> None:
     r = vz("create", "p", "--preset", "@cf/baai/bge-small-en-v1.5", *extra, "--json")
     err = fails(r, 2, 3001)

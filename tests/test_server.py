@@ -225,7 +225,7 @@ def test_insert_discard_reports_in_messages(client: TestClient) -> None:
                params={"unparsable-behavior": "discard"})
     assert len(ok(r)["mutationId"]) == UUID_LEN
     messages = r.json()["messages"]
-    assert len(messages) == 1 and messages[0]["code"] == 0
+    assert len(messages) == 1 and messages[0]["code"] == 1203  # README, warning codes
     assert messages[0]["message"].startswith("discarded 2 unparsable line(s): request body:2: ")
     assert ok(client.get(f"{BASE}/idx/info"))["vectorCount"] == 1
 
@@ -276,8 +276,11 @@ def test_query_unindexed_filter_warns_in_messages(client: TestClient) -> None:
     ok(insert(client, "idx", nd(*RECS)))
     r = client.post(f"{BASE}/idx/query", json={"vector": [1, 0, 0], "filter": {"year": 2001}})
     assert ok(r) == {"count": 0, "matches": []}
-    (m,) = r.json()["messages"]
-    assert m["code"] == 0 and "'year' has no metadata index" in m["message"]
+    # a stable warning code (README) and an API call, never a CLI command, as the fix
+    assert r.json()["messages"] == [{"code": 1201, "message": (
+        "filter property 'year' has no metadata index on 'idx', so it matches nothing; create one with "
+        'POST .../indexes/idx/metadata_index/create {"propertyName": "year", "indexType": '
+        '"string|number|boolean"}, then upsert the vectors again so that it covers them')}]
 
 
 def test_query_errors(client: TestClient) -> None:
@@ -370,7 +373,10 @@ def test_metadata_indexes(client: TestClient) -> None:
     ok(insert(client, "idx", nd(*RECS)))
     r = client.post(f"{mi}/create", json={"propertyName": "genre", "indexType": "string"})
     ok(r)
-    assert "not covered by the new metadata index" in r.json()["messages"][0]["message"]
+    assert r.json()["messages"] == [{"code": 1202, "message": (
+        "3 existing vector(s) in 'idx' are not covered by the new metadata index on 'genre': they stay "
+        "unfilterable on it until re-upserted (as on Cloudflare). Upsert them again "
+        "(POST .../indexes/idx/upsert) to index them.")}]
 
 
 # --- OpenAPI ------------------------------------------------------------------------------------
@@ -504,7 +510,7 @@ def test_serve_fails_cleanly_on_an_unreadable_store_or_a_busy_port(tmp_path: Pat
     cmd = [sys.executable, "-m", "vzcli", "serve", "--host", "127.0.0.1"]
     p = subprocess.run([*cmd, "--port", "0", "--store", str(bad)], capture_output=True, text=True, timeout=60)
     assert p.returncode == 1
-    assert "file is not a database [code: 1002]" in p.stderr and "Traceback" not in p.stderr
+    assert "is not a SQLite database" in p.stderr and "[code: 1004]" in p.stderr and "Traceback" not in p.stderr
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

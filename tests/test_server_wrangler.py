@@ -1,4 +1,6 @@
-"""The real `wrangler vectorize` (npm, pinned in tests/interop) against `vz serve`: every subcommand.
+"""The real `wrangler vectorize` against `vz serve`: every subcommand, with each wrangler the tests
+install (the pinned one in tests/interop and the latest in tests/interop-latest, under Node >= 22;
+see tests/interop_clients.py).
 
 wrangler runs with CLOUDFLARE_API_BASE_URL pointing at a `vz serve` subprocess on 127.0.0.1 and
 an environment that keeps it off the internet (reference/wrangler-cli.md §3.3–3.5, §9): metrics
@@ -6,7 +8,7 @@ and error reports off, the update check's cache pre-seeded under a private TMPDI
 registry pointed at loopback, HOME in a temp dir, no inherited variables. Its output is checked:
 the JSON it prints is parsed, the ✅/✨ lines are matched exactly.
 
-These tests need node and `npm ci` in tests/interop (scripts/test.sh does it). If either is
+These tests need node and `npm ci` in both installations (scripts/test.sh does it). If either is
 missing they FAIL, on purpose: a skipped interop test would hide a broken CI machine.
 """
 
@@ -15,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -26,12 +27,10 @@ from typing import Any
 
 import pytest
 from helpers_server import ServedStore, served_store  # noqa: F401  (the fixture)
+from interop_clients import WRANGLERS, Install
 
 pytestmark = pytest.mark.interop
 
-ROOT = Path(__file__).resolve().parent.parent
-WRANGLER_JS = ROOT / "tests" / "interop" / "node_modules" / "wrangler" / "bin" / "wrangler.js"
-WRANGLER_VERSION = "4.86.0"
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
 VECTORS = (
@@ -59,20 +58,13 @@ class Run:
         return self.stdout.splitlines()
 
 
-def _node() -> str:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not installed: the wrangler interop tests need Node 20 (CI installs it)")
-    if not WRANGLER_JS.exists():
-        pytest.fail(f"{WRANGLER_JS} is missing: run `npm ci` in tests/interop (scripts/test.sh does)")
-    return node
-
-
 class Wrangler:
     """Runs `node wrangler.js vectorize ...` in a sealed environment against one server."""
 
-    def __init__(self, srv: ServedStore, home: Path, token: str | None = None) -> None:
-        self.node = _node()
+    def __init__(self, install: Install, srv: ServedStore, home: Path, token: str | None = None) -> None:
+        self.install = install
+        self.node = install.node
+        self.js = install.wrangler_js
         self.cwd = home / "proj"
         self.cwd.mkdir(parents=True, exist_ok=True)
         tmp = home / "tmp"
@@ -80,7 +72,7 @@ class Wrangler:
         # the update check's cache says "checked just now, latest is this version": no registry call
         far_future_ms = int((time.time() + 10 * 365 * 86400) * 1000)
         (tmp / "update-check" / "wrangler-latest.json").write_text(
-            json.dumps({"latest": WRANGLER_VERSION, "lastUpdate": far_future_ms}))
+            json.dumps({"latest": install.version("wrangler"), "lastUpdate": far_future_ms}))
         self.env = {
             "PATH": os.path.dirname(self.node) + os.pathsep + "/usr/bin:/bin",
             "HOME": str(home),
@@ -99,7 +91,7 @@ class Wrangler:
         }
 
     def __call__(self, *args: str, timeout: float = 120) -> Run:
-        p = subprocess.run([self.node, str(WRANGLER_JS), "vectorize", *args], cwd=self.cwd, env=self.env,
+        p = subprocess.run([self.node, str(self.js), "vectorize", *args], cwd=self.cwd, env=self.env,
                            stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
         return Run(p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace"))
 
@@ -109,9 +101,10 @@ class Wrangler:
         return r
 
 
-@pytest.fixture
-def wrangler(served_store: ServedStore, tmp_path: Path) -> Iterator[Wrangler]:  # noqa: F811
-    yield Wrangler(served_store, tmp_path / "home")
+@pytest.fixture(params=WRANGLERS)
+def wrangler(request: pytest.FixtureRequest, served_store: ServedStore,  # noqa: F811
+             tmp_path: Path) -> Iterator[Wrangler]:
+    yield Wrangler(request.param, served_store, tmp_path / "home")
 
 
 def _vz(store: Path, *args: str) -> Any:
@@ -224,11 +217,11 @@ def test_wrangler_reports_server_errors(wrangler: Wrangler, served_store: Served
     r = w("query", "docs", "--vector", "1", "0", "0", "--top-k", "101")
     assert r.code == 1 and "max top K is 100, but got 101 [code: 40025]" in r.stderr
     # a wrong token: 401 with code 10000 on the vectorize call
-    bad = Wrangler(served_store, tmp_path / "home2", token="wrong-token")
+    bad = Wrangler(w.install, served_store, tmp_path / "home2", token="wrong-token")
     r = bad("list", "--json")
     assert r.code == 1 and "Authentication error [code: 10000]" in r.stderr
     # the global API key form (X-Auth-Key + X-Auth-Email) is accepted with the same token
-    key = Wrangler(served_store, tmp_path / "home3")
+    key = Wrangler(w.install, served_store, tmp_path / "home3")
     del key.env["CLOUDFLARE_API_TOKEN"]
     key.env.update({"CLOUDFLARE_API_KEY": served_store.token or "", "CLOUDFLARE_EMAIL": "me@example.com"})
     assert [i["name"] for i in key.ok("list", "--json").json()] == ["docs"]

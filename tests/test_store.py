@@ -38,13 +38,17 @@ def test_blank_store_gets_every_migration(tmp_path) -> None:
         assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_empty_file_at_version_zero_is_upgraded(tmp_path) -> None:
+def test_empty_file_at_version_zero_is_upgraded_by_a_write(tmp_path) -> None:
     root = tmp_path / "s"
     root.mkdir()
     sqlite3.connect(root / "catalog.sqlite3").close()  # an empty database, user_version 0
     assert _version(root / "catalog.sqlite3") == 0
     b = LocalBackend(Store(root))
-    assert b.list_indexes() == []  # a read opens and migrates
+    assert b.list_indexes() == []  # a read never migrates: an empty database reads as an empty store
+    b.store.close()
+    assert _version(root / "catalog.sqlite3") == 0 and _tables(root / "catalog.sqlite3") == set()
+    b = LocalBackend(Store(root))
+    b.create_index("y", dimensions=2, metric="cosine")  # the first write migrates
     b.store.close()
     assert _version(root / "catalog.sqlite3") == SCHEMA_VERSION
     assert TABLES <= _tables(root / "catalog.sqlite3")
@@ -83,8 +87,8 @@ def test_newer_schema_is_a_clear_store_error(tmp_path, store, vz) -> None:
 def test_garbage_catalog_is_a_store_error(vz, store) -> None:
     store.mkdir()
     (store / "catalog.sqlite3").write_bytes(b"this is not a database" * 100)
-    err = fails(vz("list", "--json"), 1, 1002)
-    assert "catalog" in err
+    err = fails(vz("list", "--json"), 1, 1004)  # not SQLite: not vz's (ForeignCatalog, a StoreError)
+    assert "is not a SQLite database" in err
 
 
 def test_write_rolls_back_on_error(tmp_path) -> None:

@@ -3,8 +3,9 @@
 SQLite is the source of truth, so everything derived from it can be repaired: counters in the
 `indexes` row, orphan metadata-index values, the ANN files (rebuilt from the records) and files
 left behind by killed processes. What cannot be derived (a record whose stored values are not
-`dims` finite float32 numbers, a catalog that fails `PRAGMA integrity_check`) is reported, never
-silently dropped; the report then stays unhealthy and the command exits 1.
+`dims` finite float32 numbers) is reported, never silently dropped; the report then stays
+unhealthy and the command exits 1. A catalog that fails `PRAGMA integrity_check` is recovered into
+a fresh file by `vzcli/recover.py` (the damaged one is kept beside it), then repaired as usual.
 
 Checks read one consistent snapshot; repairs run in write transactions that recompute from the
 tables inside the transaction, so a doctor running next to writers never undoes their work. ANN
@@ -32,8 +33,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from vzcli import ann, limits
-from vzcli.errors import IndexNotFound, StoreError
+from vzcli import ann, limits, recover
+from vzcli.errors import CorruptCatalog, IndexNotFound, MissingCatalog, StoreError
 from vzcli.store import Store
 
 ERROR = "error"
@@ -89,7 +90,19 @@ def run(store: Store, name: str | None = None, *, repair: bool = False) -> Repor
     report = check(store, name)
     if not repair or not report.problems:
         return report
-    _repair(store, report)
+    if any(p.check == "sqlite.integrity" for p in report.problems):
+        if not recover.recover(store, report):
+            return report  # nothing could be recovered: the catalog is left as it is
+        # the recovered catalog: recount, drop what lost its parent rows, rebuild every ANN file
+        middle = check(store, name)
+        _repair(store, middle)
+        for index in middle.checked:
+            done = ann.maintain(store, index, force="rebuild")
+            report.repairs.append(f"{index}: rebuilt the ANN file from the recovered catalog" if done else
+                                  f"{index}: could not rebuild the ANN file; run doctor again")
+        report.repairs.extend(middle.repairs)
+    else:
+        _repair(store, report)
     after = check(store, name)
     still = {p.key() for p in after.problems}
     for p in report.problems:
@@ -104,29 +117,44 @@ def run(store: Store, name: str | None = None, *, repair: bool = False) -> Repor
 def check(store: Store, name: str | None = None) -> Report:
     """Every check, no changes. `name` None checks the whole store, including orphan directories."""
     report = Report(store=str(store.path))
-    dirs_before = _index_dirs(store) if name is None else []
-    with store.read() as conn:
-        if conn is None:
-            if name is not None:
+    try:
+        store.exists()
+    except MissingCatalog as e:
+        report.problems.append(Problem(None, "store.catalog_missing", e.message))
+        return report
+    dirs_before = store.index_dirs() if name is None else []
+    try:
+        with store.read() as conn:
+            if conn is None:
+                if name is not None:
+                    raise IndexNotFound(name)
+                return report  # no store yet: nothing to be wrong
+            if not _check_sqlite(conn, report):
+                return report  # every other check would read the damaged pages
+            if name is not None and conn.execute("SELECT 1 FROM indexes WHERE name = ?", (name,)).fetchone() is None:
                 raise IndexNotFound(name)
-            return report  # no store yet: nothing to be wrong
-        if name is not None and conn.execute("SELECT 1 FROM indexes WHERE name = ?", (name,)).fetchone() is None:
-            raise IndexNotFound(name)
-        _check_sqlite(conn, report)
-        _check_orphan_rows(conn, report)
-        rows = _rows(conn, name)
-        for row in rows:
-            report.checked.append(row["name"])
-            _check_catalog(conn, row, report)
-            _check_records(conn, row, report)
-            _check_ann(store, conn, row, report)
-        names = {r["name"] for r in _rows(conn, None)} if name is None else set()
+            names = _check_all(store, conn, name, report)
+    except CorruptCatalog as e:
+        if not any(p.check == "sqlite.integrity" for p in report.problems):
+            report.problems.append(Problem(None, "sqlite.integrity", e.message, fix="recover"))
+        return report
     for d in dirs_before:
         if d.name not in names:
             report.problems.append(Problem(None, f"files.orphan_dir:{d.name}",
                                            f"directory {d} belongs to no index (left by an interrupted delete)",
                                            WARNING, fix="remove"))
     return report
+
+
+def _check_all(store: Store, conn: sqlite3.Connection, name: str | None, report: Report) -> set[str]:
+    """The checks of a catalog that passed integrity_check; returns every index name (whole-store runs)."""
+    _check_orphan_rows(conn, report)
+    for row in _rows(conn, name):
+        report.checked.append(row["name"])
+        _check_catalog(conn, row, report)
+        _check_records(conn, row, report)
+        _check_ann(store, conn, row, report)
+    return {r["name"] for r in _rows(conn, None)} if name is None else set()
 
 
 def _rows(conn: sqlite3.Connection, name: str | None) -> list[dict[str, Any]]:
@@ -138,23 +166,20 @@ def _rows(conn: sqlite3.Connection, name: str | None) -> list[dict[str, Any]]:
     return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
 
-def _index_dirs(store: Store) -> list[Path]:
-    root = store.path / "indexes"
-    try:
-        return sorted(p for p in root.iterdir() if p.is_dir())
-    except OSError:
-        return []
-
-
-def _check_sqlite(conn: sqlite3.Connection, report: Report) -> None:
+def _check_sqlite(conn: sqlite3.Connection, report: Report) -> bool:
+    """SQLite's full integrity check (quick_check misses damage inside index pages); False if it fails."""
     try:
         res = [r[0] for r in conn.execute("PRAGMA integrity_check(20)")]
     except sqlite3.DatabaseError as e:
         res = [str(e)]
-    if res != ["ok"]:
-        report.problems.append(Problem(None, "sqlite.integrity",
-                                       "the catalog fails PRAGMA integrity_check: " + "; ".join(res[:MAX_EXAMPLES])
-                                       + " (restore a backup, or try: sqlite3 catalog.sqlite3 .recover)"))
+    if res == ["ok"]:
+        return True
+    more = " ..." if len(res) > MAX_EXAMPLES else ""
+    report.problems.append(Problem(None, "sqlite.integrity",
+                                   "the catalog fails PRAGMA integrity_check: " + "; ".join(res[:MAX_EXAMPLES]) + more
+                                   + " (vz doctor --repair copies what SQLite can still read into a fresh catalog "
+                                     "and keeps the damaged file beside it)", fix="recover"))
+    return False
 
 
 _ORPHANS = {

@@ -140,6 +140,25 @@ class LockTimeout(StoreError):
     status = 503
 
 
+class ForeignCatalog(StoreError):
+    """The store's catalog file is not vz's: another program's database, or not SQLite at all
+    (vz's code: 1004). vz neither reads nor writes it."""
+
+    code = 1004
+
+
+class CorruptCatalog(StoreError):
+    """SQLite reports the catalog as malformed (vz's code: 1005); `vz doctor --repair` recovers it."""
+
+    code = 1005
+
+
+class MissingCatalog(StoreError):
+    """Index directories remain but the catalog is gone (vz's code: 1006)."""
+
+    code = 1006
+
+
 class AuthError(VzError):
     code = 10000
     status = 401
@@ -147,3 +166,30 @@ class AuthError(VzError):
 
 class RemoteError(VzError):
     """An error answered by a remote API that maps to no specific class."""
+
+
+# --- warnings ---------------------------------------------------------------------------------------
+# A warning reports something a client should know about a request that succeeded. The server puts
+# each one in the envelope's `messages` with its code; the CLI prints it on stderr. The codes are
+# stable and listed in the README ("Warning codes"); Cloudflare's schema wants message codes >= 1000.
+WARN_UNINDEXED_FILTER = 1201  # a filter property has no metadata index: it matches nothing
+WARN_UNCOVERED_VECTORS = 1202  # a new metadata index does not cover the vectors written before it
+WARN_DISCARDED_LINES = 1203  # unparsable-behavior=discard skipped lines of an insert/upsert body
+
+
+class Notice(str):
+    """A warning with a stable code and two wordings.
+
+    The string itself is the CLI's wording, which may name the vz command that fixes the cause;
+    `api_message` is the HTTP API's, which names the API call instead (an HTTP client may have no
+    CLI). Being a `str`, a Notice passes through every `warn(str)` callback unchanged.
+    """
+
+    code: int
+    api_message: str
+
+    def __new__(cls, code: int, cli_message: str, api_message: str) -> Notice:
+        obj = super().__new__(cls, cli_message)
+        obj.code = code
+        obj.api_message = api_message
+        return obj

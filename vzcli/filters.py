@@ -97,6 +97,15 @@ def parse_filter(raw: Any) -> Filter:
     return Filter(tuple(clauses))
 
 
+def parse_query_filter(raw: Any) -> Filter | None:
+    """A query's filter: None for no filter. An empty object is no filter too, not an error:
+    clients send `filter: {}` on every unfiltered query (Mastra's Vectorize store does, through
+    the `cloudflare` SDK) and Cloudflare accepts it (README, Compatibility)."""
+    if raw is None or (isinstance(raw, dict) and not raw):
+        return None
+    return parse_filter(raw)
+
+
 def load_filter_json(text: str | bytes) -> Any:
     """Decode a filter given as JSON text (the CLI's --filter); InvalidFilter when it is not JSON."""
     try:

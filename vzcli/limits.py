@@ -63,9 +63,9 @@ def resolve_config(dimensions: int | None, metric: str | None, preset: str | Non
         pdims, pmetric = PRESETS[preset]
         clashes = []
         if dimensions is not None and dimensions != pdims:
-            clashes.append(f"--dimensions {dimensions} (the preset has {pdims})")
+            clashes.append(f"dimensions {dimensions} (the preset has {pdims})")
         if metric is not None and metric != pmetric:
-            clashes.append(f"--metric {metric} (the preset has {pmetric})")
+            clashes.append(f"metric {metric} (the preset has {pmetric})")
         if clashes:
             raise InvalidConfig(f"Preset {preset} disagrees with " + " and ".join(clashes)
                                 + "; pass the preset alone, or dimensions and metric alone")

@@ -16,11 +16,13 @@ from vzcli.catalog import index_object as _index_object
 from vzcli.catalog import index_row as _row
 from vzcli.catalog import meta_indexes as _meta_indexes
 from vzcli.errors import (
+    WARN_UNCOVERED_VECTORS,
     DuplicateIndex,
     IndexNotFound,
     InvalidConfig,
     InvalidFilter,
     MetadataIndexError,
+    Notice,
     UsageError,
 )
 from vzcli.reads import Reads, Warn, _noop, check_query_options
@@ -176,9 +178,10 @@ class LocalBackend(Reads, Writes):
             _, mid = self.store.record_mutation(conn, row["id"], "create_metadata_index", 1)
         uncovered = 0 if backfill else row["vector_count"]
         if uncovered:
-            warn(f"{uncovered} existing vector(s) in {name!r} are not covered by the new metadata index on "
-                 f"{property_name!r}: they stay unfilterable on it until re-upserted (as on Cloudflare). "
-                 "Pass --backfill to index them now.")
+            what = (f"{uncovered} existing vector(s) in {name!r} are not covered by the new metadata index on "
+                    f"{property_name!r}: they stay unfilterable on it until re-upserted (as on Cloudflare).")
+            warn(Notice(WARN_UNCOVERED_VECTORS, f"{what} Pass --backfill to index them now.",
+                        f"{what} Upsert them again (POST .../indexes/{name}/upsert) to index them."))
         return {"mutationId": mid, "created": True, "backfilled": covered, "uncovered": uncovered}
 
     def list_metadata_indexes(self, name: str) -> dict[str, Any]:
@@ -198,7 +201,7 @@ class LocalBackend(Reads, Writes):
                 if if_exists:
                     return {"mutationId": None, "deleted": False}
                 raise MetadataIndexError(f'no metadata index for property "{property_name}" on "{name}"; '
-                                         f"see: vz list-metadata-index {name}", status=404)
+                                         "list its metadata indexes to see which exist", status=404)
             pid = existing[property_name][0]
             conn.execute("DELETE FROM mvals WHERE prop_id = ?", (pid,))
             conn.execute("DELETE FROM metadata_indexes WHERE id = ?", (pid,))

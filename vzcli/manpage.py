@@ -27,13 +27,14 @@ REGENERATE = "python scripts/gen_assets.py"
 
 ENVIRONMENT: dict[str, str] = {
     "VZ_STORE": "Store directory, as --store. Default: .vz in the current directory.",
-    "VZ_REMOTE": "When true (1, true, yes), run against Cloudflare's REST API, as --remote.",
+    "VZ_REMOTE": "When true (1, true, yes, on), run against Cloudflare's REST API, as --remote; false is 0, "
+                 "false, no, off or empty. Any other value is a usage error (exit 2).",
     "VZ_LOCK_TIMEOUT": "Seconds a writer waits for the store's write lock before failing (exit 1). "
                        "Default: 60. Readers never wait.",
     "VZ_MERGE_THRESHOLD": "Number of records written since the HNSW file was built (the delta) that "
                           "makes a writer merge them into a new file. Default: 2000.",
     "VZ_API_TOKEN": "vz serve: the token every request must carry, as --api-token.",
-    "VZ_DEBUG": "When set, an internal error prints its Python traceback instead of a one-line message.",
+    "VZ_DEBUG": "When true (as VZ_REMOTE), an internal error prints its Python traceback instead of a one-line message.",
     "NO_COLOR": "When set, no colour in human output (JSON output never has colour).",
     "CLOUDFLARE_ACCOUNT_ID": "Remote mode: the Cloudflare account that owns the indexes.",
     "CLOUDFLARE_API_TOKEN": "Remote mode: an API token with Vectorize permissions.",

@@ -16,8 +16,10 @@ from vzcli.catalog import check_id_arg as _check_id_arg
 from vzcli.catalog import index_row as _row
 from vzcli.catalog import meta_indexes as _meta_indexes
 from vzcli.errors import (
+    WARN_UNINDEXED_FILTER,
     BadCursor,
     InvalidVector,
+    Notice,
     QueryDimensionMismatch,
     TopKTooLarge,
     UsageError,
@@ -134,13 +136,13 @@ class Reads:
         import numpy as np
 
         from vzcli import search
-        from vzcli.filters import compile_filter, from_index_value, parse_filter
+        from vzcli.filters import compile_filter, from_index_value, parse_query_filter
         from vzcli.records import check_namespace, check_vector
 
         check_query_options(top_k, return_values, return_metadata)
         if (vector is None) == (vector_id is None):
             raise UsageError("Either vector or vector-id parameter must be provided, but not both.")
-        flt = parse_filter(filter) if filter is not None else None
+        flt = parse_query_filter(filter)
         if namespace is not None:
             try:
                 check_namespace(namespace)
@@ -163,8 +165,13 @@ class Reads:
             if flt is not None:
                 comp = compile_filter(flt, props)
                 for p in comp.unindexed:
-                    warn(f"filter property {p!r} has no metadata index on {name!r}, so it matches nothing; "
-                         f"create one with: vz create-metadata-index {name} --property-name {p} --type string|number|boolean")
+                    what = f"filter property {p!r} has no metadata index on {name!r}, so it matches nothing"
+                    warn(Notice(WARN_UNINDEXED_FILTER,
+                                f"{what}; create one with: vz create-metadata-index {name} --property-name {p} "
+                                "--type string|number|boolean",
+                                f"{what}; create one with POST .../indexes/{name}/metadata_index/create "
+                                f'{{"propertyName": "{p}", "indexType": "string|number|boolean"}}, then upsert '
+                                "the vectors again so that it covers them"))
             index_dir = self.store.index_dir(name)
             hits, plan = search.search(conn, row, index_dir, q, int(top_k), namespace, comp, exact=exact,
                                        resident=self.resident)
@@ -282,5 +289,5 @@ def _decode_cursor(cursor: str, row: dict[str, Any]) -> str:
     if not ok:
         raise BadCursor()
     if obj["e"] < time.time():
-        raise BadCursor("List vectors cursor has expired; start a new listing without --cursor")
+        raise BadCursor("List vectors cursor has expired; start a new listing without a cursor")
     return str(obj["a"])

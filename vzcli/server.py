@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from vzcli import limits
-from vzcli.errors import TooManyIds, UsageError, VzError
+from vzcli.errors import WARN_DISCARDED_LINES, Notice, TooManyIds, UsageError, VzError
 from vzcli.http_body import (
     ApiError,
     ClientGone,
@@ -87,6 +87,16 @@ class OrjsonResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+def warner(messages: list[dict[str, Any]]) -> Callable[[str], None]:
+    """A core `warn` callback that appends each warning to `messages` with its code (README)."""
+
+    def warn(msg: str) -> None:
+        assert isinstance(msg, Notice), f"a warning without a code: {msg}"
+        messages.append({"code": msg.code, "message": msg.api_message})
+
+    return warn
 
 
 def error_response(e: VzError, headers: dict[str, str] | None = None) -> Response:
@@ -538,8 +548,8 @@ class VzApp:
         res = await self.write(write)
         self.written(name)
         if res.discarded:
-            messages.append({"code": 0, "message": f"discarded {res.discarded} unparsable line(s): "
-                                                   + "; ".join(res.errors[:10])})
+            messages.append({"code": WARN_DISCARDED_LINES, "message": f"discarded {res.discarded} unparsable "
+                                                                     "line(s): " + "; ".join(res.errors[:10])})
         return {"mutationId": res.mutation_id}
 
     async def query(self, request: Request, messages: list[Any], name: str) -> Any:
@@ -557,13 +567,9 @@ class VzApp:
                            "`none`, `indexed`, `all`")
         namespace = _field(body, "namespace", (str,), "a string")
         flt = body.get("filter")
-
-        def warn(msg: str) -> None:
-            messages.append({"code": 0, "message": msg})
-
         return await self.read(lambda b: b.query(
             name, vector=vector, vector_id=vector_id, top_k=top_k, return_values=return_values,
-            return_metadata=return_metadata, namespace=namespace, filter=flt, warn=warn))
+            return_metadata=return_metadata, namespace=namespace, filter=flt, warn=warner(messages)))
 
     async def get_by_ids(self, request: Request, messages: list[Any], name: str) -> Any:
         ids = _ids(await self._json_body(request), limits.GET_BY_IDS_MAX)
@@ -592,11 +598,7 @@ class VzApp:
         body = await self._json_body(request)
         prop = _field(body, "propertyName", (str,), "a string", required=True)
         itype = _field(body, "indexType", (str,), "a string", required=True)
-
-        def warn(msg: str) -> None:
-            messages.append({"code": 0, "message": msg})
-
-        res = await self.write(lambda b: b.create_metadata_index(name, prop, itype, warn=warn))
+        res = await self.write(lambda b: b.create_metadata_index(name, prop, itype, warn=warner(messages)))
         return {"mutationId": res["mutationId"]}
 
     async def list_metadata_indexes(self, request: Request, messages: list[Any], name: str) -> Any:

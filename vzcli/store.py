@@ -5,8 +5,9 @@ Layout::
     <store>/catalog.sqlite3        WAL; every index, record, metadata-index value and mutation
     <store>/indexes/<name>/        derived usearch HNSW files (ann-<n>.usearch), rebuildable
 
-The schema changes only through the numbered migrations in `MIGRATIONS`, applied on open and
-recorded in `PRAGMA user_version`. Writers serialise on SQLite's write lock (`BEGIN IMMEDIATE`);
+The schema changes only through the numbered migrations in `MIGRATIONS`, applied by the first
+write of a process and recorded in `PRAGMA user_version`; `PRAGMA application_id` marks the file
+as vz's (`APPLICATION_ID`). Writers serialise on SQLite's write lock (`BEGIN IMMEDIATE`);
 readers never block (WAL).
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vzcli import envconf
-from vzcli.errors import LockTimeout, StoreError
+from vzcli.errors import CorruptCatalog, ForeignCatalog, LockTimeout, MissingCatalog, StoreError
 
 CATALOG = "catalog.sqlite3"
 
@@ -97,17 +98,58 @@ def _m001_initial(db: Any) -> None:
     db["mutations"].create_index(["index_id", "seq"])
 
 
+# To add a migration: append `_mNNN_what(db)` to MIGRATIONS. It runs inside the write transaction
+# that sets `user_version`; raise OLDEST_READABLE to its number only if read commands cannot use a
+# catalog that lacks it (a read never migrates: it asks the user to run a write instead).
 MIGRATIONS: list[Callable[[Any], None]] = [_m001_initial]
 SCHEMA_VERSION = len(MIGRATIONS)
+OLDEST_READABLE = 1
+
+# `PRAGMA application_id` of every catalog vz creates or migrates: ASCII "vzvz".
+APPLICATION_ID = 0x767A767A
+# Catalogs written before vz set application_id (schema version 1) are recognised by their tables.
+UNMARKED_TABLES = {1: frozenset({"indexes", "vectors", "metadata_indexes", "mvals", "dead_keys", "mutations"})}
+
+VZ, BLANK = "vz", "blank"
+
+
+def inspect_catalog(conn: sqlite3.Connection) -> tuple[str, int, str]:
+    """(kind, user_version, detail) of the database behind `conn`, read without writing.
+
+    kind is "vz" (marked by vz, or an unmarked catalog of an older vz), "blank" (no tables: vz may
+    create its schema there) or "foreign" (detail says what it holds instead).
+    """
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = {r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")}
+    if app_id == APPLICATION_ID:
+        return VZ, version, ""
+    if app_id != 0:
+        return "foreign", version, f"its application_id is {app_id:#010x}, not vz's {APPLICATION_ID:#010x}"
+    if not tables and version == 0:
+        return BLANK, 0, ""
+    if UNMARKED_TABLES.get(version) == tables:
+        return VZ, version, ""
+    shown = ", ".join(sorted(tables)[:8]) + (", ..." if len(tables) > 8 else "")
+    return "foreign", version, f"it holds the tables {shown} (user_version {version})" if tables else \
+        f"it has no tables but user_version {version}"
 
 
 class Store:
-    """A store on disk. Cheap to construct; the catalog is opened on first use."""
+    """A store on disk. Cheap to construct; the catalog is opened on first use.
+
+    Opening never writes to a file vz did not make: the catalog is first inspected read-only (its
+    header, then a read-only SQLite connection), and a database of another program is refused.
+    Reads never migrate and never change the journal mode; the first write of a process marks,
+    migrates and switches the catalog to WAL, inside its write lock.
+    """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, lock_timeout: float | None = None) -> None:
         self.path = Path(path) if path is not None else default_store_path()
         self.lock_timeout = lock_timeout if lock_timeout is not None else envconf.lock_timeout()
         self._conn: sqlite3.Connection | None = None
+        self._writable = False  # the open connection has been checked (and migrated) for writes
 
     # --- paths ---
     @property
@@ -118,14 +160,40 @@ class Store:
         return self.path / "indexes" / name
 
     def exists(self) -> bool:
-        return self.catalog_path.exists()
+        """Whether the catalog exists; raises when the store path cannot be a store (see `_check_path`)."""
+        if self.catalog_path.exists():
+            return True
+        self._check_path()
+        return False
+
+    def index_dirs(self) -> list[Path]:
+        """The directories under `indexes/`, sorted (whether or not the catalog knows them)."""
+        try:
+            return sorted(p for p in (self.path / "indexes").iterdir() if p.is_dir())
+        except OSError:
+            return []
 
     # --- connection ---
     def conn(self, *, create: bool = False) -> sqlite3.Connection | None:
-        """The catalog connection; None when the store does not exist and `create` is false."""
-        if self._conn is not None:
-            return self._conn
-        if not self.exists():
+        """The catalog connection; None when the store (or its catalog) does not exist yet and
+        `create` is false. With `create`, the catalog is created or migrated as needed."""
+        if self._conn is None:
+            kind = self._preflight(create)
+            if kind is None:
+                return None
+            if kind == BLANK and not create:
+                return None  # an empty database file: nothing to read, and a read must not claim it
+            self._open()
+        assert self._conn is not None
+        if create and not self._writable:
+            self._prepare_write(self._conn)
+        return self._conn
+
+    def _preflight(self, create: bool) -> str | None:
+        """Check the store without writing: None (no catalog yet), "vz" or "blank"; else raise."""
+        cat = self.catalog_path
+        if not cat.exists():
+            self._check_path()
             if not create:
                 return None
             try:
@@ -133,36 +201,107 @@ class Store:
                 (self.path / "indexes").mkdir(exist_ok=True)
             except OSError as e:
                 raise StoreError(f"Cannot create the store at {self.path}: {e.strerror or e}") from None
+            return BLANK
+        if not cat.is_file():
+            raise ForeignCatalog(f"The catalog {cat} is not a regular file; vz will not use it")
+        # Only through SQLite: closing a plain file descriptor of the catalog would drop the POSIX
+        # locks of every SQLite connection this process has on it (a server's other threads).
+        wal = cat.with_name(CATALOG + "-wal")
+        pending = wal.exists() and wal.stat().st_size > 0
+        if cat.stat().st_size == 0 and not pending:
+            return BLANK
+        from urllib.parse import quote
+
+        base = "file:" + quote(str(cat.resolve()))
+        try:
+            # immutable=1 reads the file as it is, creating nothing; the header's application_id
+            # is written before a catalog ever goes to WAL mode, so it is current there
+            kind, detail = self._inspect(base + "?immutable=1", header_only=True)
+            if kind == "unmarked":
+                # an older vz's catalog, an empty database or another program's: look at its tables
+                # (through the -wal, read-only, when one holds commits)
+                kind, detail = self._inspect(base + ("?mode=ro" if pending else "?immutable=1"), header_only=False)
+        except sqlite3.DatabaseError as e:
+            if "not a database" in str(e):
+                raise ForeignCatalog(f"The catalog {cat} is not a SQLite database, so it is not vz's; vz will not "
+                                     "touch it. Give another --store, or move the file away (if vz made it, it "
+                                     "is damaged beyond repair: restore a backup)") from None
+            raise _translate(e, self, 0.0) from None
+        if kind == "foreign":
+            raise self._foreign(detail)
+        return kind
+
+    @staticmethod
+    def _inspect(uri: str, *, header_only: bool) -> tuple[str, str]:
+        ro = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            if header_only:
+                app_id = ro.execute("PRAGMA application_id").fetchone()[0]
+                if app_id == APPLICATION_ID:
+                    return VZ, ""
+                if app_id != 0:
+                    return "foreign", f"its application_id is {app_id:#010x}, not vz's {APPLICATION_ID:#010x}"
+                return "unmarked", ""
+            kind, _, detail = inspect_catalog(ro)
+            return kind, detail
+        finally:
+            ro.close()
+
+    def _check_path(self) -> None:
+        """A store without a catalog must be a directory without index directories (a new store)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"The store path {self.path} is a file, not a store directory; give a directory "
+                             "with --store (or VZ_STORE)")
+        dirs = self.index_dirs()
+        if dirs:
+            names = ", ".join(d.name for d in dirs[:5]) + (", ..." if len(dirs) > 5 else "")
+            raise MissingCatalog(
+                f"The store {self.path} has index directories ({names}) but no catalog ({CATALOG}): the "
+                f"catalog was deleted or moved. Restore {CATALOG} from a backup; to start over instead, "
+                f"delete {self.path / 'indexes'} (it holds only files derived from the catalog)")
+
+    def _foreign(self, detail: str) -> ForeignCatalog:
+        return ForeignCatalog(f"The catalog {self.catalog_path} belongs to another program ({detail}); vz neither "
+                              "reads nor writes it. Give another --store, or move the file away")
+
+    def _open(self) -> None:
         try:
             try:
                 conn = self._connect(self.catalog_path)
+                conn.execute("PRAGMA user_version").fetchone()  # opening is lazy: touch the file now
             except sqlite3.OperationalError:
                 if os.access(self.path, os.W_OK):
                     raise
                 conn = self._connect_read_only()
         except sqlite3.DatabaseError as e:
             raise StoreError(f"Cannot open the catalog {self.catalog_path}: {e}") from None
-        self._conn = conn  # _migrate writes through self.write(), which needs it
         try:
-            self._migrate(conn)
-        except BaseException:
-            # a schema this vz cannot use must stay unusable, not be served on the next call
-            self._conn = None
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as e:
             conn.close()
+            raise _translate(e, self, 0.0) from None
+        try:
+            self._check_version(version, writing=False)
+        except StoreError:
+            conn.close()  # a schema this vz cannot use stays unusable, not served on the next call
             raise
-        return conn
+        self._conn, self._writable = conn, False
+
+    def _check_version(self, version: int, *, writing: bool) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"The store at {self.path} has schema version {version}, newer than this vz "
+                             f"understands ({SCHEMA_VERSION}); upgrade vz")
+        if not writing and 0 < version < OLDEST_READABLE:
+            raise StoreError(f"The store at {self.path} has schema version {version}, older than this vz reads "
+                             f"({OLDEST_READABLE}..{SCHEMA_VERSION}); run any write command (or "
+                             "`vz doctor --repair`) once to migrate it")
 
     def _connect(self, target: str | Path, uri: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=self.lock_timeout,
                                uri=uri)
         try:
+            # connection settings only: nothing here writes to the file
             conn.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout * 1000)}")
-            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-            if mode != "wal":
-                try:
-                    conn.execute("PRAGMA journal_mode = WAL")
-                except sqlite3.OperationalError:
-                    pass  # read-only store: stay in its current mode
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = OFF")
             # a bulk insert grows the WAL to its own size; after the checkpoint, give the space back
@@ -183,7 +322,9 @@ class Store:
 
         base = "file:" + quote(str(self.catalog_path.resolve()))
         try:
-            return self._connect(base + "?mode=ro", uri=True)
+            conn = self._connect(base + "?mode=ro", uri=True)
+            conn.execute("PRAGMA user_version").fetchone()
+            return conn
         except sqlite3.OperationalError:
             wal = self.catalog_path.with_name(CATALOG + "-wal")
             if wal.exists() and wal.stat().st_size > 0:
@@ -192,39 +333,53 @@ class Store:
                                  "command on it once with write access") from None
             return self._connect(base + "?immutable=1", uri=True)
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
-            return
-        if version > SCHEMA_VERSION:
-            raise StoreError(f"The store at {self.path} has schema version {version}, newer than this "
-                             f"vz understands ({SCHEMA_VERSION}); upgrade vz")
-        import sqlite_utils  # only when a migration is due: it costs start-up time
+    def _prepare_write(self, conn: sqlite3.Connection) -> None:
+        """Before the first write: under the write lock, check the catalog is vz's (the authoritative
+        look, through the WAL), mark it, run due migrations; then make sure it is in WAL mode."""
+        with self._transaction(conn):
+            kind, version, detail = inspect_catalog(conn)
+            if kind == "foreign":
+                raise self._foreign(detail)  # rolled back: nothing was written
+            self._check_version(version, writing=True)
+            if version < SCHEMA_VERSION:
+                import sqlite_utils  # only when a migration is due: it costs start-up time
 
-        db = sqlite_utils.Database(conn)
-        with self.write():
-            version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
-            for number in range(version, SCHEMA_VERSION):
-                MIGRATIONS[number](db)
-                conn.execute(f"PRAGMA user_version = {number + 1}")
+                db = sqlite_utils.Database(conn)
+                for number in range(version, SCHEMA_VERSION):
+                    MIGRATIONS[number](db)
+                    conn.execute(f"PRAGMA user_version = {number + 1}")
+            if kind == BLANK or conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.OperationalError:
+                pass  # read-only, or another connection is mid-switch: the next writer retries
+        self._writable = True
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+            self._writable = False
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding SQLite's write lock; rolled back on any exception."""
         conn = self.conn(create=True)
         assert conn is not None
+        with self._transaction(conn):
+            yield conn
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
         start = time.monotonic()
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as e:
             raise _translate(e, self, time.monotonic() - start) from None
         try:
-            yield conn
+            yield
         except sqlite3.DatabaseError as e:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -235,7 +390,7 @@ class Store:
             raise
         try:
             conn.execute("COMMIT")
-        except sqlite3.OperationalError as e:
+        except sqlite3.DatabaseError as e:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise _translate(e, self, time.monotonic() - start) from None
@@ -250,9 +405,15 @@ class Store:
         conn.execute("BEGIN")
         try:
             yield conn
+        except sqlite3.DatabaseError as e:
+            raise _translate(e, self, 0.0) from None
         finally:
             if conn.in_transaction:
-                conn.execute("COMMIT")
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.DatabaseError:  # a damaged catalog can refuse even to end a read
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
 
     def record_mutation(self, conn: sqlite3.Connection, index_id: int, kind: str, count: int) -> tuple[int, str]:
         """Append to the mutation log inside the caller's write transaction."""
@@ -268,6 +429,9 @@ class Store:
 
 def _translate(e: sqlite3.DatabaseError, store: Store, waited: float) -> Exception:
     msg = str(e)
+    if "malformed" in msg or "not a database" in msg or "corrupt" in msg:
+        return CorruptCatalog(f"The catalog {store.catalog_path} is damaged ({msg}); nothing was changed. Run "
+                              "`vz doctor` to see the damage and `vz doctor --repair` to recover what SQLite can read")
     if "locked" in msg or "busy" in msg:
         return LockTimeout(f"The store {store.path} stayed locked by another writer for {waited:.0f}s; "
                            "retry, or raise VZ_LOCK_TIMEOUT (seconds)")

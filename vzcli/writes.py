@@ -182,7 +182,7 @@ class Writes:
             cls = type(e) if isinstance(e, StoreError) else StoreError  # keeps 1003 for a lock timeout
             raise cls(f"The write was committed (mutation {mutation_id}), but updating the ANN file of "
                       f"{name!r} failed: {detail}. Queries stay correct (recent writes are searched "
-                      f"exactly); the next write or 'vz optimize {name}' retries.") from None
+                      "exactly); the next write retries.") from None
 
     def optimize(self, name: str) -> dict[str, Any]:
         """Merge the delta and drop tombstones: rebuild the ANN file from SQLite."""

@@ -19,7 +19,8 @@ def doctor(
     name: str = typer.Argument(None, help="The index to check; every index and the store itself when omitted.",
                                autocompletion=complete_index, show_default=False),
     repair: bool = typer.Option(False, "--repair", help="Fix what can be fixed (counters, orphan rows and "
-                                                        "files, ANN files rebuilt from SQLite), then check again."),
+                                                        "files, ANN files rebuilt from SQLite, a damaged catalog "
+                                                        "recovered into a fresh one), then check again."),
     json_: bool = typer.Option(False, "--json", help="Return the report as JSON."),
 ) -> None:
     """Verify the catalog, the records and the ANN files; exit 1 when an error remains."""

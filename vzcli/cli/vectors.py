@@ -363,16 +363,13 @@ def export(
         if output == "-":
             render.ndjson_out(records)
             return
-        tmp = Path(output).with_name(f".{Path(output).name}.tmp-{os.getpid()}")
+        from vzcli.outfile import output as write_through
+
         n = 0
-        try:
-            with open(tmp, "wb") as f:
-                for rec in records:
-                    f.write(orjson.dumps(rec) + b"\n")
-                    n += 1
-            os.replace(tmp, output)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with write_through(output) as f:
+            for rec in records:
+                f.write(orjson.dumps(rec) + b"\n")
+                n += 1
     render.hint(f"Exported {n} vectors from '{name}' to {output}")
 
 

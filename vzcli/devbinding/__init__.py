@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from vzcli import outfile
 from vzcli.errors import UsageError, VzError
 from vzcli.limits import check_index_name
 
@@ -195,6 +196,8 @@ def snippet_toml(bindings: list[Binding], service: str) -> str:
 
 
 def _ours(path: Path) -> bool:
+    if path.exists() and not path.is_file():
+        return False  # a FIFO or a device is not a file vz wrote (and reading a FIFO would block)
     try:
         with path.open(encoding="utf-8", errors="replace") as f:
             return MARKER in f.read(4096)
@@ -223,9 +226,7 @@ def write_shim(directory: Path, bindings: list[Binding], *, service: str = DEFAU
                               "choose another --out directory or pass --force")
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        tmp = directory / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(directory / name)
+        outfile.write_text(directory / name, text)
     config = directory / CONFIG_FILE
     info = {
         "directory": str(directory),
