@@ -18,6 +18,9 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
 
 const METADATA_LEVELS = ["all", "indexed", "none"];
+// The Workers binding takes at most 1000 vectors per insert/upsert call (Cloudflare's limits page;
+// the HTTP API, and so vz serve, takes 5000): refused here, so code that passes locally passes there.
+const WORKERS_BATCH_MAX = 1000;
 
 // Why plain arrays: typed arrays do not survive JSON.stringify as arrays, and the binding itself
 // converts them the same way (Array.from) before sending.
@@ -107,12 +110,20 @@ class VzVectorizeIndex extends WorkerEntrypoint {
     return this.#send("VECTOR_QUERY", "POST", "query", body, "application/json");
   }
 
+  async #write(op, endpoint, vectors) {
+    if (vectors.length > WORKERS_BATCH_MAX) {
+      throw failure(op, 40007,
+        `too many vectors in payload; max vector count is ${WORKERS_BATCH_MAX}, got ${vectors.length}`);
+    }
+    return this.#send(op, "POST", endpoint, toNdjson(vectors), "application/x-ndjson");
+  }
+
   async insert(vectors) {
-    return this.#send("VECTOR_INSERT", "POST", "insert", toNdjson(vectors), "application/x-ndjson");
+    return this.#write("VECTOR_INSERT", "insert", vectors);
   }
 
   async upsert(vectors) {
-    return this.#send("VECTOR_UPSERT", "POST", "upsert", toNdjson(vectors), "application/x-ndjson");
+    return this.#write("VECTOR_UPSERT", "upsert", vectors);
   }
 
   async getByIds(ids) {
