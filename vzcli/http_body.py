@@ -1,14 +1,14 @@
 """Reading and parsing request bodies for `vz serve` (vzcli.server).
 
 A body is read once, chunk by chunk as it arrives, into one buffer (`Body`), and everything after
-that works in place on that buffer: the multipart field `vectors` is a view into it, the NDJSON
-reader (`BufferReader`) copies one line at a time, and the newline count that guards the
+that works in place on that buffer: the multipart field `vectors` is a `Span` of it, the NDJSON
+reader (`SpanReader`) copies one line at a time, and the newline count that guards the
 5000-vector cap is taken as the chunks arrive. Before, a body was joined from its chunks (a second
-copy), split at the multipart boundaries (a third) and sliced again: four 95 MB bodies at once took
-the server to 811 MB (docs/server.md, "Reading requests").
+copy), split at the multipart boundaries (a third) and sliced again (issue 18 measured four 95 MB
+bodies at once at 811 MB; docs/server.md, Security, has this checkout's figures).
 
 Reading is bounded in size (`limits.BODY_MAX_BYTES`, 413) and in time (`timeout` for the whole
-body from its first byte, 408 and the connection closed); a client that goes away mid-body raises
+body from when its reading starts, 408 and the connection closed); a client that goes away mid-body raises
 `ClientGone`, which the app answers with nothing and one log line at most.
 """
 
