@@ -91,6 +91,32 @@ class Client:
         self.sock.close()
 
 
+def run_clients(host: str, port: int, path: str, bodies: list[bytes], c: int) -> tuple[float, list[list[float]]]:
+    """`c` clients (closed loop, one connection each) send `bodies` between them; returns the
+    wall seconds and each client's latencies."""
+    clients = [Client(host, port, path) for _ in range(c)]
+    lats: list[list[float]] = [[] for _ in range(c)]
+    per = max(1, len(bodies) // c)
+    barrier = threading.Barrier(c + 1)
+
+    def work(k: int) -> None:
+        barrier.wait()
+        for j in range(per):
+            lats[k].append(clients[k].query(bodies[(k * per + j) % len(bodies)]))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(c)]
+    for th in threads:
+        th.start()
+    barrier.wait()
+    t = time.perf_counter()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t
+    for cl in clients:
+        cl.close()
+    return wall, lats
+
+
 def _query_vectors(nq: int, dim: int) -> list[list[float]]:
     return [[float(x) for x in q] for q in common.queries(nq, dim)]
 
@@ -167,29 +193,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # throughput with C concurrent clients, each on its own connection (closed loop)
         concurrent: dict[int, tuple[float, float, float]] = {}
         for c in args.clients:
-            clients = [Client(host, int(port), path) for _ in range(c)]
-            lats: list[list[float]] = [[] for _ in range(c)]
-            per = max(1, len(bodies) // c)
-            barrier = threading.Barrier(c + 1)
-
-            def work(k: int, cl: Client, out: list[float], per: int, barrier: threading.Barrier) -> None:
-                barrier.wait()
-                for j in range(per):
-                    out.append(cl.query(bodies[(k * per + j) % len(bodies)]))
-
-            threads = [threading.Thread(target=work, args=(k, clients[k], lats[k], per, barrier))
-                       for k in range(c)]
-            for th in threads:
-                th.start()
-            barrier.wait()
-            t = time.perf_counter()
-            for th in threads:
-                th.join()
-            wall = time.perf_counter() - t
+            wall, lats = run_clients(host, int(port), path, bodies, c)
             allq = [x for xs in lats for x in xs]
             concurrent[c] = (len(allq) / wall, common.pct(allq, 50), common.pct(allq, 99))
-            for cl in clients:
-                cl.close()
     finally:
         rc = stop_server(proc)
     if rc != 0:

@@ -33,7 +33,7 @@ RECORDS = [
 
 @pytest.fixture
 def client(tmp_path: Path) -> TestClient:
-    c = TestClient(create_app(tmp_path / "store"), raise_server_exceptions=True)
+    c = TestClient(create_app(tmp_path / "store"), raise_server_exceptions=True, base_url="http://127.0.0.1")
     assert c.post(API, json={"name": "idx", "config": {"dimensions": 3, "metric": "cosine"}}).status_code == 200
     r = c.post(f"{API}/idx/insert", content="\n".join(json.dumps(v) for v in RECORDS),
                headers={"content-type": "application/x-ndjson"})

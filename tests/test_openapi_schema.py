@@ -250,7 +250,7 @@ def battery(api: Validating) -> None:
 
 
 def test_every_response_of_the_battery_matches_the_published_schema(tmp_path: Path) -> None:
-    api = Validating(TestClient(create_app(tmp_path / "store"), raise_server_exceptions=True))
+    api = Validating(TestClient(create_app(tmp_path / "store"), raise_server_exceptions=True, base_url="http://127.0.0.1"))
     battery(api)
     # every published operation was called, with a success and an error response
     called = {(m, p, s // 100) for m, p, s in api.seen}
@@ -262,7 +262,7 @@ def test_every_response_of_the_battery_matches_the_published_schema(tmp_path: Pa
 
 
 def test_an_unauthorised_request_matches_the_schema(tmp_path: Path) -> None:
-    api = Validating(TestClient(create_app(tmp_path / "store", token="t"), raise_server_exceptions=True))
+    api = Validating(TestClient(create_app(tmp_path / "store", token="t"), raise_server_exceptions=True, base_url="http://127.0.0.1"))
     api.fails("GET", "", 401, 10000)
     api.fails("GET", "", 401, 10000, headers={"authorization": "Bearer wrong"})
 

@@ -57,7 +57,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def api_schema(store: Path) -> Any:
-    app = create_app(store, token=TOKEN)
+    app = create_app(store, token=TOKEN, allow_hosts=["testserver"])  # the in-process clients' Host
     return schemathesis.openapi.from_asgi("/client/v4/openapi.json", app, headers=AUTH)
 
 
@@ -120,7 +120,7 @@ def test_api(api_schema: Any, store: Path) -> None:
 def test_unauthenticated_and_unknown_routes_are_enveloped(api_schema: Any, store: Path) -> None:
     from starlette.testclient import TestClient
 
-    client = TestClient(create_app(store, token=TOKEN))
+    client = TestClient(create_app(store, token=TOKEN, allow_hosts=["testserver"]))  # TestClient's Host
     base = "/client/v4/accounts/x/vectorize/v2/indexes"
     cases = [("GET", base, {}, 401), ("GET", base + "/fz/nope", AUTH, 404), ("PATCH", base, AUTH, 405),
              ("POST", base + "/fz/query", {**AUTH, "content-type": "application/json"}, 400),

@@ -33,7 +33,7 @@ UUID_LEN = 36
 
 @pytest.fixture
 def client(tmp_path: Path) -> TestClient:
-    return TestClient(create_app(tmp_path / "store"), raise_server_exceptions=True)
+    return TestClient(create_app(tmp_path / "store"), raise_server_exceptions=True, base_url="http://127.0.0.1")
 
 
 def ok(r: Any, status: int = 200) -> Any:
@@ -139,7 +139,7 @@ def test_unknown_route_wrong_method_bad_json(client: TestClient) -> None:
 
 # --- auth ---------------------------------------------------------------------------------------
 def test_auth_token(tmp_path: Path) -> None:
-    c = TestClient(create_app(tmp_path / "s", token="s3cret"))
+    c = TestClient(create_app(tmp_path / "s", token="s3cret"), base_url="http://127.0.0.1")
     fails(c.get(BASE), 401, 10000, "Authentication error")
     fails(c.get(BASE, headers={"authorization": "Bearer wrong"}), 401, 10000)
     fails(c.get(BASE, headers={"authorization": "s3cret"}), 401, 10000)
@@ -199,11 +199,11 @@ def test_insert_encodings(client: TestClient) -> None:
 
 
 def test_ndjson_payload_unit() -> None:
-    assert ndjson_payload(b'{"id":"a"}', "application/json") == b'{"id":"a"}'
-    assert ndjson_payload(b'"{\\"id\\":\\"a\\"}\\n"', "application/json") == b'{"id":"a"}\n'
-    assert ndjson_payload(b'"not closed', "") == b'"not closed'
+    assert ndjson_payload(b'{"id":"a"}', "application/json").tobytes() == b'{"id":"a"}'
+    assert ndjson_payload(b'"{\\"id\\":\\"a\\"}\\n"', "application/json").tobytes() == b'{"id":"a"}\n'
+    assert ndjson_payload(b'"not closed', "").tobytes() == b'"not closed'
     body = b'--XY\nContent-Disposition: form-data; name="vectors"\n\nL1\nL2\n--XY--\n'
-    assert ndjson_payload(body, 'multipart/form-data; boundary="XY"') == b"L1\nL2"
+    assert ndjson_payload(body, 'multipart/form-data; boundary="XY"').tobytes() == b"L1\nL2"
 
 
 def test_insert_errors(client: TestClient) -> None:
@@ -410,14 +410,17 @@ def test_clean_shutdown_on_signal(tmp_path: Path, sig: str) -> None:
     import signal
 
     base_url, proc = start_server(tmp_path / "s")
-    # a keep-alive connection is open when the signal arrives: the server still exits cleanly
-    host, port = base_url.removeprefix("http://").split(":")
-    s = socket.create_connection((host, int(port)))
-    s.sendall(b"GET /client/v4/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert s.recv(12) == b"HTTP/1.1 200"
-    proc.send_signal(getattr(signal, sig))
-    assert proc.wait(20) == 0
-    s.close()
+    try:
+        # a keep-alive connection is open when the signal arrives: the server still exits cleanly
+        host, port = base_url.removeprefix("http://").split(":")
+        s = socket.create_connection((host, int(port)))
+        s.sendall(b"GET /client/v4/openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert s.recv(12) == b"HTTP/1.1 200"
+        proc.send_signal(getattr(signal, sig))
+        assert proc.wait(20) == 0
+        s.close()
+    finally:
+        stop_server(proc)  # a no-op when it has exited; never leave a server behind
     assert proc.log[-1] == "vz serve: stopped\n"
     assert not any("Traceback" in line for line in proc.log)
 
@@ -427,7 +430,7 @@ def test_declared_body_over_100mb_is_413_without_reading(tmp_path: Path) -> None
     try:
         host, port = base_url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=10) as s:
-            s.sendall(f"POST {BASE}/idx/insert HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+            s.sendall(f"POST {BASE}/idx/insert HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer t\r\n"
                       f"Content-Type: application/x-ndjson\r\nContent-Length: 100000001\r\n\r\n".encode())
             data = b""
             while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):

@@ -159,3 +159,18 @@ def test_reset_is_post_only_and_needs_the_token(tmp_path: Path) -> None:
     assert c.post("/client/v4/vz/reset").status_code == 401
     r = c.post("/client/v4/vz/reset", headers={"authorization": "Bearer t"})
     assert r.json()["result"] == {"deleted": []}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--allow-host", "a b"], "--allow-host 'a b' is not a host name or address"),
+    (["--cors-origin", "localhost:5173"], "--cors-origin 'localhost:5173' is not an origin; give scheme://host[:port]"),
+    (["--ephemeral", "--cors-origin", "*"], "--cors-origin '*' is not an origin"),
+])
+def test_bad_security_options_are_usage_errors(args: list[str], message: str, tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "vzcli", "serve", "--port", "0", "--store", str(tmp_path / "s"), *args]
+                       if "--ephemeral" not in args else
+                       [sys.executable, "-m", "vzcli", "serve", "--port", "0", *args],
+                       capture_output=True, text=True, timeout=60, env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert r.returncode == 2 and r.stdout == "" and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == []  # no store made, and the ephemeral directory removed

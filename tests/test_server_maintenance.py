@@ -39,7 +39,7 @@ def test_writes_answer_before_the_merge_and_queries_are_exact_throughout(
     monkeypatch.setenv("VZ_MERGE_THRESHOLD", "250")
     store = tmp_path / "store"
     app = create_app(store)
-    client = TestClient(app)
+    client = TestClient(app, base_url="http://127.0.0.1")
     assert client.post(BASE, json={"name": "m", "config": {"dimensions": DIMS, "metric": "euclidean"}}).status_code == 200
     r = client.post(f"{BASE}/m/metadata_index/create", json={"propertyName": "b", "indexType": "number"})
     assert r.status_code == 200

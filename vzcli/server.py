@@ -1,4 +1,4 @@
-"""`vz serve`: Cloudflare's Vectorize REST API v2 over the local store, as an ASGI app (Starlette).
+"""`vz serve`: Cloudflare's Vectorize REST API v2 over the local store, as an ASGI app.
 
 Every response, errors included, is Cloudflare's envelope `{success, errors, messages, result}`.
 Core errors (`VzError`) are translated once, in `VzApp.__call__`, into the envelope plus their HTTP
@@ -7,54 +7,73 @@ retries a 409 twice. The routing is a small table of regular expressions rather 
 router, so that unknown routes, wrong methods and bad bodies all get the same envelope, and so a
 query costs as little as possible on top of the core (see bench/bench_http.py).
 
-The core is synchronous (SQLite, usearch). Reads run on the event loop thread (a read never waits
-for a lock and costs about a millisecond); writes, which may wait for SQLite's write lock, run in
-Starlette's thread pool. Each thread keeps its own `LocalBackend`/`Store`, because a `Store` holds
-one sqlite3 connection that must not be shared between threads. SQLite's WAL and busy timeout make
-requests safe while CLI processes write the same store.
+Around the routes: the Host and Origin checks (vzcli.http_security), bodies read once with a size
+and time bound and at most `max_bodies` at a time (vzcli.http_body), and the store's catalog
+checked on every request, so a store deleted or replaced under the server is reopened.
+
+The core is synchronous (SQLite, usearch). Reads run in a pool of `read_threads` worker threads,
+so concurrent queries use every core (usearch releases the GIL while it searches; SQLite WAL
+readers never block each other). Writes run one at a time on one writer thread: they may wait for
+SQLite's write lock (a CLI process writing the same store) and the readers keep going meanwhile.
+Each thread keeps its own `LocalBackend`/`Store` (a `Store` holds one sqlite3 connection).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
+import os
 import re
 import threading
-from collections.abc import Callable
-from io import BytesIO
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from vzcli import limits
-from vzcli.errors import WARN_DISCARDED_LINES, BodyTooLarge, Notice, TooManyIds, UsageError, VzError
+from vzcli.errors import WARN_DISCARDED_LINES, Notice, TooManyIds, UsageError, VzError
+from vzcli.http_body import (
+    ApiError,
+    ClientGone,
+    SpanReader,
+    bad_body,
+    count_records,
+    is_json_type,
+    json_kind,
+    json_object,
+    ndjson_payload,
+    read_body,
+)
+from vzcli.http_openapi import API_PREFIX, INDEXES, openapi_document
+from vzcli.http_security import HOST_REFUSED, ORIGIN_REFUSED, Guard
 
-API_PREFIX = "/client/v4"
+__all__ = ["API_PREFIX", "INDEXES", "RESET_PATH", "VzApp", "create_app", "envelope", "ndjson_payload",
+           "openapi_document"]
+
 RESET_PATH = "/vz/reset"  # vz only, under API_PREFIX: not a Cloudflare route
-INDEXES = "/accounts/{account_id}/vectorize/v2/indexes"
+READ_TIMEOUT_DEFAULT = 30.0
+MAX_BODIES_DEFAULT = 2
+SMALL_BODY = 1 << 20  # a body declared this small needs no slot: a query never waits behind an upload
 
 # Codes for failures that happen before a Vectorize operation runs. 7003 and 10000 are
 # Cloudflare's generic "no route" and authentication codes; 40026 is Vectorize's "request body"
 # code. 7001 for a wrong method is vz's choice: Cloudflare answers one with 10000 ("PUT method not
 # allowed for the api_token authentication scheme"), which wrangler would take for an auth failure
-# and follow with a whoami. docs/server.md lists every code.
+# and follow with a whoami. 7008 (timeout), 7010 (Host) and 7011 (Origin) are vz's too.
+# docs/server.md lists every code.
 NO_ROUTE = (7003, "No route for the URI")
 BAD_METHOD = (7001, "Method not allowed")
 AUTH = (10000, "Authentication error")
 BAD_JSON = 40026
 TOO_MANY_VECTORS = 40007  # same code as too many ids: a per-request item count over the cap
 
-
-class ApiError(VzError):
-    """A request-level failure raised by the HTTP layer itself (never by the core)."""
-
-
-def _bad_body(detail: str) -> ApiError:
-    return ApiError(f"Failed to parse the request body as JSON: {detail}", code=BAD_JSON)
+log = logging.getLogger("uvicorn.error")  # uvicorn's logger: its level follows --access-log
 
 
 def envelope(result: Any = None, *, errors: list[dict[str, Any]] | None = None,
@@ -85,79 +104,23 @@ def error_response(e: VzError, headers: dict[str, str] | None = None) -> Respons
     hdrs = dict(headers or {})
     if status < 500:
         hdrs["x-should-retry"] = "false"
+    if status == 408:  # the rest of the body may still be on its way: this connection is done
+        hdrs["connection"] = "close"
     return OrjsonResponse(envelope(errors=[{"code": e.code, "message": e.message}]), status_code=status,
                           headers=hdrs)
 
 
 # --- request helpers ----------------------------------------------------------------------------
-async def _read_body(request: Request, limit: int = limits.BODY_MAX_BYTES) -> bytes:
-    """The whole body, refusing (413) as soon as it passes `limit` bytes, declared or streamed."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(int(declared))
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(size)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(size: int) -> BodyTooLarge:
-    return BodyTooLarge(f"request body too large; max is {limits.BODY_MAX_BYTES} bytes (100 MB), "
-                        f"got {'at least ' if size else ''}{size} bytes")
-
-
-def _is_json_type(content_type: str) -> bool:
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media in ("", "application/json", "text/json") or media.endswith("+json")
-
-
-async def _json_body(request: Request, *, optional: bool = False) -> dict[str, Any]:
-    """A JSON object body; a non-JSON content type or unparsable JSON is 40026, as on Cloudflare.
-    With `optional`, an empty body is `{}`."""
-    if not _is_json_type(request.headers.get("content-type", "")):
-        raise ApiError("Expected request with `Content-Type: application/json`", code=BAD_JSON)
-    raw = await _read_body(request)
-    if optional and not raw.strip():
-        return {}
-    if not raw.strip():
-        raise _bad_body("EOF while parsing a value at line 1 column 0")
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise _bad_body(str(e)) from None
-    if not isinstance(obj, dict):
-        raise _bad_body(f"invalid type: {_json_kind(obj)}, expected an object")
-    return obj
-
-
-def _json_kind(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return f"boolean `{str(v).lower()}`"
-    if isinstance(v, (int, float)):
-        return f"number `{v}`"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "sequence"
-    return "map"
-
-
 def _field(body: dict[str, Any], key: str, kinds: tuple[type, ...], expected: str, *,
            required: bool = False, default: Any = None) -> Any:
     """One typed body field; a wrong type is Cloudflare's 40026 `<field>: invalid type` error."""
     v = body.get(key)
     if v is None:
         if required:
-            raise _bad_body(f"missing field `{key}`")
+            raise bad_body(f"missing field `{key}`")
         return default
     if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds):
-        raise _bad_body(f"{key}: invalid type: {_json_kind(v)}, expected {expected}")
+        raise bad_body(f"{key}: invalid type: {json_kind(v)}, expected {expected}")
     return v
 
 
@@ -165,7 +128,7 @@ def _ids(body: dict[str, Any], cap: int) -> list[str]:
     ids = _field(body, "ids", (list,), "a sequence", default=[])
     for v in ids:
         if not isinstance(v, str):
-            raise _bad_body(f"ids: invalid type: {_json_kind(v)}, expected a string")
+            raise bad_body(f"ids: invalid type: {json_kind(v)}, expected a string")
     if len(ids) > cap:
         raise TooManyIds(f"too many ids in payload; max id count is {cap}, got {len(ids)}")
     return ids
@@ -176,63 +139,82 @@ def _query_param(request: Request, key: str) -> str | None:
     return vals[-1] if vals else None
 
 
-# --- insert/upsert bodies -------------------------------------------------------------------------
-_BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.I)
-_DISPOSITION_NAME = re.compile(rb'name="([^"]*)"', re.I)
+def _small_body(request: Request) -> bool:
+    declared = request.headers.get("content-length")
+    return declared is not None and declared.isdigit() and int(declared) <= SMALL_BODY
 
 
-def ndjson_payload(body: bytes, content_type: str) -> bytes:
-    """The NDJSON inside an insert/upsert body.
+def _catalog_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
-    Accepted, whatever the content type says: multipart/form-data with the field `vectors`
-    (wrangler's and Cloudflare's documented form), raw NDJSON (x-ndjson, json, octet-stream: the
-    `cloudflare` SDK sends application/json) and a JSON *string* holding NDJSON (what the SDK sends
-    when given a `str`).
+
+class _PerThread(dict[Any, Any]):
+    """A dict with one private copy per thread (see `_private_ann_caches`)."""
+
+    def __init__(self) -> None:
+        self._tls = threading.local()
+
+    def _d(self) -> dict[Any, Any]:
+        d = getattr(self._tls, "d", None)
+        if d is None:
+            d = self._tls.d = {}
+        return d
+
+    def get(self, k: Any, default: Any = None) -> Any:
+        return self._d().get(k, default)
+
+    def pop(self, k: Any, *default: Any) -> Any:
+        return self._d().pop(k, *default)
+
+    def __getitem__(self, k: Any) -> Any:
+        return self._d()[k]
+
+    def __setitem__(self, k: Any, v: Any) -> None:
+        self._d()[k] = v
+
+    def __delitem__(self, k: Any) -> None:
+        del self._d()[k]
+
+    def __contains__(self, k: object) -> bool:
+        return k in self._d()
+
+    def __iter__(self) -> Any:
+        return iter(self._d())
+
+    def __len__(self) -> int:
+        return len(self._d())
+
+    def keys(self) -> Any:
+        return self._d().keys()
+
+    def values(self) -> Any:
+        return self._d().values()
+
+    def items(self) -> Any:
+        return self._d().items()
+
+    def clear(self) -> None:
+        self._d().clear()
+
+
+def _private_ann_caches() -> None:
+    """Give each thread its own cache of opened usearch files (vzcli.ann).
+
+    WORKAROUND, to drop once vzcli.ann's caches are thread-safe: usearch's Python `search` runs on
+    the search context of thread slot 0 whatever thread calls it, so two threads searching one
+    shared `Index` object at once share its scratch buffers (visited set, candidate heaps). The
+    module-level caches hand every thread the same view; with one cache per thread each reader
+    maps the file itself (the pages are shared by the OS; the key/id arrays are per thread).
     """
-    if content_type.split(";", 1)[0].strip().lower() == "multipart/form-data":
-        return _multipart_field(body, content_type, "vectors")
-    head = body.lstrip()[:1]
-    if head == b'"':
-        try:
-            s = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return body
-        if isinstance(s, str):
-            return s.encode("utf-8")
-    return body
+    from vzcli import ann
 
-
-def _multipart_field(body: bytes, content_type: str, field: str) -> bytes:
-    m = _BOUNDARY.search(content_type)
-    if not m:
-        raise ApiError("multipart/form-data body without a boundary", code=BAD_JSON)
-    delim = b"--" + (m.group(1) or m.group(2)).encode("latin-1")
-    names = []
-    for part in body.split(delim)[1:]:
-        if part.startswith(b"--"):  # the closing delimiter
-            break
-        part = part[2:] if part.startswith(b"\r\n") else part.lstrip(b"\n")
-        head, sep, content = part.partition(b"\r\n\r\n")
-        if not sep:
-            head, sep, content = part.partition(b"\n\n")
-        if content.endswith(b"\r\n"):
-            content = content[:-2]
-        elif content.endswith(b"\n"):
-            content = content[:-1]
-        nm = _DISPOSITION_NAME.search(head)
-        name = nm.group(1).decode("utf-8", "replace") if nm else ""
-        if name == field:
-            return content
-        names.append(name)
-    raise ApiError(f"multipart/form-data body has no `{field}` field (got: {', '.join(names) or 'none'}); "
-                   "send the NDJSON as the file field `vectors`", code=40023)
-
-
-def count_records(ndjson: bytes, cap: int = limits.BATCH_MAX) -> int:
-    """Non-blank lines in `ndjson`, counted exactly only when the newline count could pass `cap`."""
-    if ndjson.count(b"\n") < cap:
-        return cap  # at most `cap` lines: cannot be over
-    return sum(1 for line in ndjson.splitlines() if line.strip())
+    for name in ("_VIEWS", "_FILE_VECTORS", "_INFO_DONORS"):
+        if type(getattr(ann, name, None)) is dict:
+            setattr(ann, name, _PerThread())
 
 
 # --- the app ------------------------------------------------------------------------------------
@@ -240,14 +222,35 @@ Handler = Callable[..., Any]
 
 
 class VzApp:
-    """The ASGI application. `store` is the store directory; `token` enables bearer auth."""
+    """The ASGI application over the store directory `store`.
 
-    def __init__(self, store: str | Path | None = None, *, token: str | None = None) -> None:
-        from vzcli.store import default_store_path
+    `token` enables bearer auth; `host` (the address served), `allow_hosts` and `cors_origins` feed
+    the Host and Origin checks; `read_timeout` bounds the time a body takes to arrive (None: no
+    bound); `max_bodies` bounds the request bodies held at once; `read_threads` is the number of
+    threads that answer reads (0: on the event loop thread).
+    """
+
+    def __init__(self, store: str | Path | None = None, *, token: str | None = None, host: str = "127.0.0.1",
+                 allow_hosts: Iterable[str] = (), cors_origins: Iterable[str] = (),
+                 read_timeout: float | None = READ_TIMEOUT_DEFAULT, max_bodies: int = MAX_BODIES_DEFAULT,
+                 read_threads: int | None = None) -> None:
+        from vzcli.store import CATALOG, default_store_path
 
         self.store_path = Path(store) if store is not None else default_store_path()
+        self.catalog = self.store_path / CATALOG
         self.token = token or None
+        self.guard = Guard(host, allow_hosts, cors_origins)
+        self.read_timeout = read_timeout
+        self.max_bodies = max(1, max_bodies)
+        self.read_threads = (os.cpu_count() or 2) if read_threads is None else max(0, read_threads)
+        self._bodies: asyncio.Semaphore | None = None
+        self._readers = ThreadPoolExecutor(self.read_threads, "vz-read") if self.read_threads else None
+        self._writer = ThreadPoolExecutor(1, "vz-write")
+        if self.read_threads:
+            _private_ann_caches()
         self._local = threading.local()
+        self._backends: list[Any] = []
+        self._backends_lock = threading.Lock()
         # background ANN maintenance (see `written`): indexes written since their last check
         self._cv = threading.Condition()
         self._dirty: set[str] = set()
@@ -269,32 +272,45 @@ class VzApp:
             (re.compile(p + n + "/metadata_index/create"), {"POST": self.create_metadata_index}),
             (re.compile(p + n + "/metadata_index/list"), {"GET": self.list_metadata_indexes}),
             (re.compile(p + n + "/metadata_index/delete"), {"POST": self.delete_metadata_index}),
+            (re.compile(re.escape(RESET_PATH)), {"POST": self.reset}),
         ]
 
-    # one backend per worker thread: a Store's sqlite3 connection must stay on its thread
+    # one backend per thread: a Store's sqlite3 connection must stay on its thread
     def backend(self) -> Any:
+        """This thread's backend, reopened when the catalog file is no longer the one it opened
+        (the store was deleted, or replaced by a new catalog at the same path): one stat.
+
+        The (device, inode) pair identifies the file: while this thread's connection holds the old
+        catalog open, its inode cannot be reused by a new file. With no catalog at all the backend
+        is made anew for each request (it costs no I/O), since one that creates the catalog ends
+        up holding it under an identity it never saw."""
+        ident = _catalog_identity(self.catalog)
         b = getattr(self._local, "backend", None)
+        if b is not None and (ident is None or self._local.identity != ident):
+            b.store.close()
+            with self._backends_lock:
+                self._backends.remove(b)
+            b = None
         if b is None:
             from vzcli.local import LocalBackend
             from vzcli.store import Store
 
             b = self._local.backend = LocalBackend(Store(self.store_path), maintain=False)
+            self._local.identity = ident
+            with self._backends_lock:
+                self._backends.append(b)
         return b
 
     async def read(self, fn: Callable[[Any], Any]) -> Any:
-        """Run a read on the event loop thread itself.
-
-        Reads never wait for a lock (WAL snapshots) and a query costs about a millisecond, so
-        handing it to a worker thread costs more than it saves: on 2 busy cores the two thread
-        switches and the GIL hand-over more than tripled the p50 latency of one client and
-        lowered the throughput of two (bench/bench_http.py --quick; docs/server.md).
-        """
-        return fn(self.backend())
+        """Run a read on a reader thread (or on the loop thread with read_threads=0)."""
+        if self._readers is None:
+            return fn(self.backend())
+        return await asyncio.get_running_loop().run_in_executor(self._readers, lambda: fn(self.backend()))
 
     async def write(self, fn: Callable[[Any], Any]) -> Any:
-        """Run a write in the thread pool: it may wait up to VZ_LOCK_TIMEOUT for SQLite's write
-        lock (a CLI process writing the same store), and the loop must keep serving reads."""
-        return await run_in_threadpool(lambda: fn(self.backend()))
+        """Run a write on the writer thread: writes are serialised, and one may wait up to
+        VZ_LOCK_TIMEOUT for SQLite's write lock (a CLI process) while the readers go on."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer, lambda: fn(self.backend()))
 
     def written(self, name: str) -> None:
         """After a committed write to `name`: merge its ANN file in the background when due.
@@ -324,17 +340,14 @@ class VzApp:
             self._maintain_now(name)
 
     def _maintain_now(self, name: str) -> None:
-        import logging
-
         from vzcli import ann
 
         try:
             ann.maintain(self.backend().store, name)
         except (VzError, OSError, RuntimeError, ValueError) as e:
             detail = e.message if isinstance(e, VzError) else str(e)
-            logging.getLogger("vz.serve").warning(
-                "updating the ANN file of %r failed: %s; queries stay correct (recent writes are "
-                "searched exactly) and the next write retries", name, detail)
+            log.warning("updating the ANN file of %r failed: %s; queries stay correct (recent writes are "
+                        "searched exactly) and the next write retries", name, detail)
 
     def idle(self, timeout: float | None = None) -> bool:
         """Block until no background merge is queued or running (for tests and benchmarks)."""
@@ -349,35 +362,52 @@ class VzApp:
         if scope["type"] != "http":
             return
         request = Request(scope, receive)
+        origin = request.headers.get("origin")
         try:
-            response = await self.dispatch(request)
+            response = await self.dispatch(request, origin)
+        except ClientGone:
+            # nobody to answer; one line at INFO (shown with --access-log), never a traceback
+            client = scope.get("client") or ("?", 0)
+            log.info("%s:%s - client went away before sending the whole request (%s %s)", client[0], client[1],
+                     scope.get("method"), scope.get("path"))
+            return
         except VzError as e:
             response = error_response(e)
         except Exception as e:  # a bug: still an envelope, never a traceback page
-            import logging
-
-            logging.getLogger("vz.serve").exception("internal error")
+            log.exception("internal error")
             response = OrjsonResponse(envelope(errors=[{"code": 1000, "message": f"internal error: "
                                                         f"{type(e).__name__}: {e}"}]), status_code=500)
+        if origin is not None:
+            response.headers.update(self.guard.cors_headers(origin))
         await response(scope, receive, send)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
-                await run_in_threadpool(_warm_up)
+                await asyncio.get_running_loop().run_in_executor(None, _warm_up)
                 try:
-                    # open the catalog on the loop thread (reads run there), so a pending schema
-                    # migration, or a store vz cannot read, shows now rather than in a request
-                    self.backend().store.conn()
+                    # open the catalog now, so a pending schema migration, or a store vz cannot
+                    # read, shows at start rather than in a request
+                    await self.read(lambda b: b.store.conn())
                 except VzError as e:
                     await send({"type": "lifespan.startup.failed", "message": f"{e.message} [code: {e.code}]"})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
-                self.backend().store.close()
+                self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def close(self) -> None:
+        """Stop the worker threads (after what they are running) and close every thread's store."""
+        for pool in (self._readers, self._writer):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        with self._backends_lock:
+            for b in self._backends:
+                b.store.close()  # connections are opened with check_same_thread=False
+            self._backends.clear()
 
     def _authorised(self, request: Request) -> bool:
         if self.token is None:
@@ -389,7 +419,23 @@ class VzApp:
             given = request.headers.get("x-auth-key", "")
         return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
 
-    async def dispatch(self, request: Request) -> Response:
+    def _refusal(self, request: Request, origin: str | None) -> Response | None:
+        """403 for a request a web page may have sent: a Host not ours (DNS rebinding), or an
+        Origin not listed. Checked before anything else, the token included."""
+        hosts = request.headers.getlist("host")
+        if not self.guard.host_allowed(hosts):
+            return error_response(ApiError(self.guard.host_refusal(hosts), code=HOST_REFUSED, status=403))
+        if not self.guard.origin_allowed(origin, request.headers.get("sec-fetch-site")):
+            return error_response(ApiError(self.guard.origin_refusal(origin), code=ORIGIN_REFUSED, status=403))
+        return None
+
+    async def dispatch(self, request: Request, origin: str | None = None) -> Response:
+        refused = self._refusal(request, origin)
+        if refused is not None:
+            return refused
+        if request.method == "OPTIONS" and origin is not None:  # a preflight from a listed origin
+            return Response(status_code=204, headers=self.guard.preflight_headers(
+                origin, request.headers.get("access-control-request-headers")))
         if not self._authorised(request):
             return error_response(ApiError(AUTH[1], code=AUTH[0], status=401))
         path = request.scope["path"]  # already percent-decoded; cheaper than request.url
@@ -397,8 +443,6 @@ class VzApp:
             path = path[len(API_PREFIX):]
         elif path != "/openapi.json":
             return error_response(ApiError(NO_ROUTE[1], code=NO_ROUTE[0], status=404))
-        if path == RESET_PATH:
-            return await self._reset_route(request)
         if path == "/openapi.json":
             if request.method not in ("GET", "HEAD"):
                 return error_response(ApiError(BAD_METHOD[1], code=BAD_METHOD[0], status=405),
@@ -414,19 +458,31 @@ class VzApp:
                                       headers={"allow": ", ".join(methods)})
             messages: list[dict[str, Any]] = []
             kw = {k: v for k, v in m.groupdict().items() if k != "account"}
-            result = await handler(request, messages, **kw)
+            if request.method == "POST" and not _small_body(request):  # hold one of the `max_bodies` slots
+                if self._bodies is None:
+                    self._bodies = asyncio.Semaphore(self.max_bodies)
+                async with self._bodies:
+                    result = await handler(request, messages, **kw)
+            else:
+                result = await handler(request, messages, **kw)
             return OrjsonResponse(envelope(result, messages=messages))
         return error_response(ApiError(NO_ROUTE[1], code=NO_ROUTE[0], status=404))
 
-    async def _reset_route(self, request: Request) -> Response:
-        if request.method != "POST":
-            return error_response(ApiError(BAD_METHOD[1], code=BAD_METHOD[0], status=405), headers={"allow": "POST"})
-        return OrjsonResponse(envelope(await self.reset(request)))
+    # --- bodies ---
+    async def _body(self, request: Request) -> Any:
+        return await read_body(request.receive, request.headers, timeout=self.read_timeout)
 
-    async def reset(self, request: Request) -> Any:
-        """vz only: delete every index, or every index whose name starts with `prefix`, for test
-        harnesses that share one server (docs/server.md). An empty body means every index."""
-        prefix = _field(await _json_body(request, optional=True), "prefix", (str,), "a string", default="")
+    async def _json_body(self, request: Request, *, optional: bool = False) -> dict[str, Any]:
+        """A JSON object body; a non-JSON content type or unparsable JSON is 40026, as on Cloudflare."""
+        if not is_json_type(request.headers.get("content-type", "")):
+            raise ApiError("Expected request with `Content-Type: application/json`", code=BAD_JSON)
+        return json_object(await self._body(request), optional=optional)
+
+    # --- vz only ---
+    async def reset(self, request: Request, messages: list[Any]) -> Any:
+        """Delete every index, or every index whose name starts with `prefix`, for test harnesses
+        that share one server (docs/server.md). An empty body means every index."""
+        prefix = _field(await self._json_body(request, optional=True), "prefix", (str,), "a string", default="")
 
         def reset(b: Any) -> list[str]:
             deleted = []
@@ -444,7 +500,7 @@ class VzApp:
     async def create_index(self, request: Request, messages: list[Any]) -> Any:
         from vzcli.errors import InvalidConfig
 
-        body = await _json_body(request)
+        body = await self._json_body(request)
         name = _field(body, "name", (str,), "a string", required=True)
         description = _field(body, "description", (str,), "a string")
         config = _field(body, "config", (dict,), "a map")
@@ -477,9 +533,9 @@ class VzApp:
         behaviour = _query_param(request, "unparsable-behavior")
         if behaviour not in (None, "", "error", "discard"):
             raise ApiError(f'unparsable-behavior must be "error" or "discard", got {behaviour!r}', code=BAD_JSON)
-        body = await _read_body(request)
-        payload = ndjson_payload(body, request.headers.get("content-type", ""))
-        n = count_records(payload)
+        body = await self._body(request)
+        payload = ndjson_payload(body.data, request.headers.get("content-type", ""))
+        n = count_records(payload, body.newlines if payload.data is body.data else None)
         if n > limits.BATCH_MAX:
             raise ApiError(f"too many vectors in payload; max vector count is {limits.BATCH_MAX}, got {n}",
                            code=TOO_MANY_VECTORS)
@@ -487,7 +543,7 @@ class VzApp:
 
         def write(b: Any) -> Any:
             fn = b.upsert if upsert else b.insert
-            return fn(name, BytesIO(payload), source="request body", discard=discard)
+            return fn(name, SpanReader(payload), source="request body", discard=discard)
 
         res = await self.write(write)
         self.written(name)
@@ -497,18 +553,18 @@ class VzApp:
         return {"mutationId": res.mutation_id}
 
     async def query(self, request: Request, messages: list[Any], name: str) -> Any:
-        body = await _json_body(request)
+        body = await self._json_body(request)
         vector = _field(body, "vector", (list,), "a sequence")  # its elements: the core checks (40006)
         vector_id = _field(body, "vectorId", (str,), "a string")
         top_k = _field(body, "topK", (int, float), "a number", default=limits.TOPK_DEFAULT)
         return_values = _field(body, "returnValues", (bool,), "a boolean", default=False)
         rm = body.get("returnMetadata")
         if rm is not None and not isinstance(rm, str):
-            raise _bad_body("returnMetadata: expected value")
+            raise bad_body("returnMetadata: expected value")
         return_metadata = rm if rm is not None else "none"
         if return_metadata not in ("none", "indexed", "all"):
-            raise _bad_body(f"returnMetadata: unknown variant `{return_metadata}`, expected one of "
-                            "`none`, `indexed`, `all`")
+            raise bad_body(f"returnMetadata: unknown variant `{return_metadata}`, expected one of "
+                           "`none`, `indexed`, `all`")
         namespace = _field(body, "namespace", (str,), "a string")
         flt = body.get("filter")
         return await self.read(lambda b: b.query(
@@ -516,11 +572,11 @@ class VzApp:
             return_metadata=return_metadata, namespace=namespace, filter=flt, warn=warner(messages)))
 
     async def get_by_ids(self, request: Request, messages: list[Any], name: str) -> Any:
-        ids = _ids(await _json_body(request), limits.GET_BY_IDS_MAX)
+        ids = _ids(await self._json_body(request), limits.GET_BY_IDS_MAX)
         return await self.read(lambda b: b.get_by_ids(name, ids))
 
     async def delete_by_ids(self, request: Request, messages: list[Any], name: str) -> Any:
-        ids = _ids(await _json_body(request), limits.DELETE_BY_IDS_MAX)
+        ids = _ids(await self._json_body(request), limits.DELETE_BY_IDS_MAX)
         res = await self.write(lambda b: b.delete_by_ids(name, ids))
         self.written(name)
         return {"mutationId": res.mutation_id}
@@ -539,7 +595,7 @@ class VzApp:
 
     # --- metadata indexes ---
     async def create_metadata_index(self, request: Request, messages: list[Any], name: str) -> Any:
-        body = await _json_body(request)
+        body = await self._json_body(request)
         prop = _field(body, "propertyName", (str,), "a string", required=True)
         itype = _field(body, "indexType", (str,), "a string", required=True)
         res = await self.write(lambda b: b.create_metadata_index(name, prop, itype, warn=warner(messages)))
@@ -549,7 +605,7 @@ class VzApp:
         return await self.read(lambda b: b.list_metadata_indexes(name))
 
     async def delete_metadata_index(self, request: Request, messages: list[Any], name: str) -> Any:
-        body = await _json_body(request)
+        body = await self._json_body(request)
         prop = _field(body, "propertyName", (str,), "a string", required=True)
         res = await self.write(lambda b: b.delete_metadata_index(name, prop))
         return {"mutationId": res["mutationId"]}
@@ -563,166 +619,7 @@ def _warm_up() -> None:
     import vzcli.search  # noqa: F401
 
 
-def create_app(store: str | Path | None = None, *, token: str | None = None) -> VzApp:
-    """The ASGI app serving `store` (a directory); with `token`, every request must present it."""
-    return VzApp(store, token=token)
-
-
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3 document of the served API (built on first use; see the end of this module)."""
-    global _OPENAPI
-    if _OPENAPI is None:
-        _OPENAPI = _build_openapi()
-    return _OPENAPI
-
-
-_OPENAPI: dict[str, Any] | None = None
-
-
-# --- OpenAPI 3 document -----------------------------------------------------------------------------
-def _build_openapi() -> dict[str, Any]:
-    from vzcli import __version__
-
-    def ref(name: str) -> dict[str, str]:
-        return {"$ref": f"#/components/schemas/{name}"}
-
-    def ok(result: dict[str, Any]) -> dict[str, Any]:
-        return {"description": "Success: the envelope with `result`.", "content": {"application/json": {
-            "schema": {"allOf": [ref("Envelope"), {"type": "object", "properties": {"result": result}}]}}}}
-
-    err = {"description": "Failure: the envelope with `errors` (`x-should-retry: false`).",
-           "content": {"application/json": {"schema": ref("Failure")}}}
-    name_param = {"name": "index_name", "in": "path", "required": True, "schema": {"type": "string"}}
-    account_param = {"name": "account_id", "in": "path", "required": True, "schema": {"type": "string"},
-                     "description": "Any value: the local server has one store for every account."}
-    mutation = ref("Mutation")
-
-    def op(op_id: str, summary: str, result: dict[str, Any], *, body: dict[str, Any] | None = None,
-           index: bool = True, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        o: dict[str, Any] = {"operationId": op_id, "summary": summary,
-                             "parameters": [account_param] + ([name_param] if index else []) + (params or []),
-                             "responses": {"200": ok(result), "4XX": err}}
-        if body is not None:
-            o["requestBody"] = {"required": True, "content": body}
-        return o
-
-    def schema_body(name: str) -> dict[str, Any]:
-        return {"application/json": {"schema": ref(name)}}
-
-    ndjson_body = {
-        "application/x-ndjson": {"schema": {"type": "string", "format": "binary"}},
-        "application/json": {"schema": {"type": "string", "format": "binary"},
-                             "description": "raw NDJSON (what the cloudflare SDK sends), or a JSON string of it"},
-        "multipart/form-data": {"schema": {"type": "object", "required": ["vectors"], "properties": {
-            "vectors": {"type": "string", "format": "binary"}}}},
-    }
-    unparsable = {"name": "unparsable-behavior", "in": "query", "required": False,
-                  "schema": {"type": "string", "enum": ["error", "discard"], "default": "error"}}
-    base = API_PREFIX + INDEXES
-    idx = base + "/{index_name}"
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": "vz: local Cloudflare Vectorize REST API v2", "version": __version__,
-                 "description": "Cloudflare's Vectorize V2 REST API served from a local vz store. Every "
-                                "response is the envelope {success, errors, messages, result}."},
-        "servers": [{"url": "/"}],
-        "security": [{"bearer": []}, {"api_key": []}],
-        "paths": {
-            base: {
-                "get": op("vectorize-list-vectorize-indexes", "List indexes", {"type": "array", "items": ref("Index")},
-                          index=False),
-                "post": op("vectorize-create-vectorize-index", "Create an index", ref("Index"),
-                           body=schema_body("CreateIndex"), index=False),
-            },
-            idx: {
-                "get": op("vectorize-get-vectorize-index", "Get an index", ref("Index")),
-                "delete": op("vectorize-delete-vectorize-index", "Delete an index", {"nullable": True}),
-            },
-            idx + "/info": {"get": op("vectorize-index-info", "Index info", ref("Info"))},
-            idx + "/insert": {"post": op("vectorize-insert-vector", "Insert vectors (NDJSON, at most 5000)",
-                                         mutation, body=ndjson_body, params=[unparsable])},
-            idx + "/upsert": {"post": op("vectorize-upsert-vector", "Upsert vectors (NDJSON, at most 5000)",
-                                         mutation, body=ndjson_body, params=[unparsable])},
-            idx + "/query": {"post": op("vectorize-query-vector", "Query nearest neighbours", ref("QueryResult"),
-                                        body=schema_body("Query"))},
-            idx + "/get_by_ids": {"post": op("vectorize-get-vectors-by-id", "Get vectors by id (at most 20)",
-                                             {"type": "array", "items": ref("Vector")}, body=schema_body("Ids"))},
-            idx + "/delete_by_ids": {"post": op("vectorize-delete-vectors-by-id", "Delete vectors by id (at most 100)",
-                                                mutation, body=schema_body("Ids"))},
-            idx + "/list": {"get": op("vectorize-list-vectors", "List vector ids", ref("VectorList"), params=[
-                {"name": "count", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
-                                                            "default": 100}},
-                {"name": "cursor", "in": "query", "schema": {"type": "string"}}])},
-            idx + "/metadata_index/create": {"post": op("vectorize-create-metadata-index", "Create a metadata index",
-                                                        mutation, body=schema_body("MetadataIndex"))},
-            idx + "/metadata_index/list": {"get": op("vectorize-list-metadata-indexes", "List metadata indexes", {
-                "type": "object", "properties": {"metadataIndexes": {"type": "array", "items": ref("MetadataIndex")}}})},
-            idx + "/metadata_index/delete": {"post": op("vectorize-delete-metadata-index", "Delete a metadata index",
-                                                        mutation, body={"application/json": {"schema": {
-                                                            "type": "object", "required": ["propertyName"],
-                                                            "properties": {"propertyName": {"type": "string"}}}}})},
-        },
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
-                                "api_key": {"type": "apiKey", "in": "header", "name": "X-Auth-Key"}},
-            "schemas": {
-                "Message": {"type": "object", "required": ["code", "message"],
-                            "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}},
-                "Envelope": {"type": "object", "required": ["success", "errors", "messages", "result"],
-                             "properties": {"success": {"type": "boolean"},
-                                            "errors": {"type": "array", "items": ref("Message")},
-                                            "messages": {"type": "array", "items": ref("Message")},
-                                            "result": {}}},
-                "Failure": {"allOf": [ref("Envelope"), {"type": "object", "properties": {
-                    "success": {"type": "boolean", "enum": [False]}, "result": {"nullable": True}}}]},
-                "Mutation": {"type": "object", "required": ["mutationId"],
-                             "properties": {"mutationId": {"type": "string", "format": "uuid"}}},
-                "Config": {"type": "object", "required": ["dimensions", "metric"], "properties": {
-                    "dimensions": {"type": "integer", "minimum": limits.MIN_DIMENSIONS,
-                                   "maximum": limits.MAX_DIMENSIONS},
-                    "metric": {"type": "string", "enum": list(limits.METRICS)}}},
-                "CreateIndex": {"type": "object", "required": ["name", "config"], "properties": {
-                    "name": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,63}$"},
-                    "description": {"type": "string"},
-                    "config": {"oneOf": [ref("Config"), {"type": "object", "required": ["preset"], "properties": {
-                        "preset": {"type": "string", "enum": list(limits.PRESETS)}}}]}}},
-                "Index": {"type": "object", "required": ["name", "config", "created_on", "modified_on"],
-                          "properties": {"name": {"type": "string"}, "description": {"type": "string"},
-                                         "config": ref("Config"), "created_on": {"type": "string"},
-                                         "modified_on": {"type": "string"}}},
-                "Info": {"type": "object", "required": ["dimensions", "vectorCount"], "properties": {
-                    "dimensions": {"type": "integer"}, "vectorCount": {"type": "integer"},
-                    "processedUpToDatetime": {"type": "string"}, "processedUpToMutation": {"type": "string"}}},
-                "Query": {"type": "object", "properties": {
-                    "vector": {"type": "array", "items": {"type": "number"}},
-                    "vectorId": {"type": "string", "description": "query by a stored vector (not in "
-                                                                  "Cloudflare's OAS; wrangler sends it)"},
-                    "topK": {"type": "number", "default": limits.TOPK_DEFAULT, "maximum": limits.TOPK_MAX},
-                    "returnValues": {"type": "boolean", "default": False},
-                    "returnMetadata": {"type": "string", "enum": ["none", "indexed", "all"], "default": "none"},
-                    "namespace": {"type": "string"}, "filter": {"type": "object"}}},
-                "Match": {"type": "object", "required": ["id", "score"], "properties": {
-                    "id": {"type": "string"}, "score": {"type": "number"},
-                    "values": {"type": "array", "items": {"type": "number"}},
-                    "metadata": {"type": "object"}, "namespace": {"type": "string"}}},
-                "QueryResult": {"type": "object", "required": ["count", "matches"], "properties": {
-                    "count": {"type": "integer"}, "matches": {"type": "array", "items": ref("Match")}}},
-                "Ids": {"type": "object", "properties": {"ids": {"type": "array", "items": {"type": "string"}}}},
-                "Vector": {"type": "object", "required": ["id", "values"], "properties": {
-                    "id": {"type": "string"}, "values": {"type": "array", "items": {"type": "number"}},
-                    "metadata": {"type": "object"}, "namespace": {"type": "string"}}},
-                "VectorList": {"type": "object", "required": ["count", "totalCount", "isTruncated", "vectors"],
-                               "properties": {
-                                   "count": {"type": "integer"}, "totalCount": {"type": "integer"},
-                                   "isTruncated": {"type": "boolean"},
-                                   "nextCursor": {"type": "string", "nullable": True},
-                                   "cursorExpirationTimestamp": {"type": "string", "nullable": True},
-                                   "vectors": {"type": "array", "items": {
-                                       "type": "object", "required": ["id"],
-                                       "properties": {"id": {"type": "string"}}}}}},
-                "MetadataIndex": {"type": "object", "required": ["propertyName", "indexType"], "properties": {
-                    "propertyName": {"type": "string"},
-                    "indexType": {"type": "string", "enum": list(limits.METADATA_TYPES)}}},
-            },
-        },
-    }
+def create_app(store: str | Path | None = None, *, token: str | None = None, **options: Any) -> VzApp:
+    """The ASGI app serving `store` (a directory); with `token`, every request must present it.
+    `options` are VzApp's: host, allow_hosts, cors_origins, read_timeout, max_bodies, read_threads."""
+    return VzApp(store, token=token, **options)

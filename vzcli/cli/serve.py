@@ -45,6 +45,23 @@ def serve(
     access_log: bool = typer.Option(False, "--access-log/--no-access-log",
                                     help="Log every request (uvicorn's access log, on stdout, after the "
                                          "address line)."),
+    allow_host: list[str] = typer.Option([], "--allow-host", metavar="NAME",
+                                         help="Also answer requests whose Host header is NAME (repeatable). "
+                                              "Without it only localhost, *.localhost, loopback addresses and "
+                                              "--host are served: a defence against DNS rebinding."),
+    cors_origin: list[str] = typer.Option([], "--cors-origin", metavar="ORIGIN",
+                                          help="Accept requests from web pages of ORIGIN (scheme://host[:port]; "
+                                               "repeatable) and answer their CORS preflights. Any other request "
+                                               "that carries an Origin header is refused (403)."),
+    read_timeout: float = typer.Option(30.0, "--read-timeout", min=0.001, metavar="SECONDS",
+                                       help="Close a connection whose request headers take longer than this, "
+                                            "and answer 408 (closing it) to a body that does."),
+    max_bodies: int = typer.Option(2, "--max-bodies", min=1, metavar="N",
+                                   help="Request bodies over 1 MiB (or of unknown length) read and held in "
+                                        "memory at once, up to 100 MB each; further ones wait for a slot."),
+    read_threads: int = typer.Option(None, "--read-threads", min=0, metavar="N", show_default="CPU count",
+                                     help="Threads that answer reads (query, get, list, info) in parallel; "
+                                          "0 answers them on the event loop. Writes run one at a time."),
     ephemeral: bool = typer.Option(False, "--ephemeral", help="Serve a new temporary store, removed when the "
                                                               "server exits (for test harnesses). Conflicts "
                                                               "with --store."),
@@ -58,6 +75,7 @@ def serve(
     The first line on stdout, printed as soon as the socket listens (for every port, 0 included), is
     JSON for harnesses: {"url": "http://127.0.0.1:PORT/client/v4", "pid": N}.
     """
+    from vzcli.server import create_app
     from vzcli.store import default_store_path
 
     if not api_token and not is_loopback(host):
@@ -68,8 +86,12 @@ def serve(
         raise UsageError("--ephemeral serves a new temporary store: do not also pass --store")
     tmp = Path(tempfile.mkdtemp(prefix="vz-serve-")) if ephemeral else None
     try:
-        _run(Path(tmp or store or State.store or default_store_path()), host=host, port=port,
-             api_token=api_token, access_log=access_log, ephemeral=tmp is not None)
+        application = create_app(Path(tmp or store or State.store or default_store_path()),
+                                 token=api_token or None, host=host, allow_hosts=allow_host,
+                                 cors_origins=cors_origin, read_timeout=read_timeout, max_bodies=max_bodies,
+                                 read_threads=read_threads)
+        _run(application, host=host, port=port, token=bool(api_token), access_log=access_log,
+             ephemeral=tmp is not None, read_timeout=read_timeout)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -82,16 +104,16 @@ def _global_store_given(ctx: typer.Context) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
-def _run(path: Path, *, host: str, port: int, api_token: str | None, access_log: bool, ephemeral: bool) -> None:
+def _run(application: Any, *, host: str, port: int, token: bool, access_log: bool, ephemeral: bool,
+         read_timeout: float) -> None:
     import uvicorn
 
-    from vzcli.server import create_app
+    from vzcli.http_protocol import protocol_class
 
-    application = create_app(path, token=api_token or None)
     config = uvicorn.Config(application, host=host, port=port, lifespan="on", access_log=access_log,
                             log_level="info" if access_log else "warning", server_header=False,
-                            date_header=False, timeout_graceful_shutdown=30)
-    server = _make_server(config, store=path, token=bool(api_token), ephemeral=ephemeral)
+                            date_header=False, timeout_graceful_shutdown=30, http=protocol_class(read_timeout))
+    server = _make_server(config, store=application.store_path, token=token, ephemeral=ephemeral)
     # uvicorn re-raises the signal that stopped it once it has shut down; with these handlers in
     # place that re-raise is a no-op, so a clean stop exits 0 instead of dying by the signal.
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
