@@ -621,5 +621,9 @@ def _warm_up() -> None:
 
 def create_app(store: str | Path | None = None, *, token: str | None = None, **options: Any) -> VzApp:
     """The ASGI app serving `store` (a directory); with `token`, every request must present it.
-    `options` are VzApp's: host, allow_hosts, cors_origins, read_timeout, max_bodies, read_threads."""
+    `options` are VzApp's: host, allow_hosts, cors_origins, read_timeout, max_bodies, read_threads.
+    Raises UsageError for a bad VZ_* variable, as the CLI does before any command."""
+    from vzcli import envconf
+
+    envconf.check_all()
     return VzApp(store, token=token, **options)

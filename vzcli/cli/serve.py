@@ -65,6 +65,10 @@ def serve(
     ephemeral: bool = typer.Option(False, "--ephemeral", help="Serve a new temporary store, removed when the "
                                                               "server exits (for test harnesses). Conflicts "
                                                               "with --store."),
+    workers: int = typer.Option(None, "--workers", min=1, metavar="N", show_default="CPU count, at most 4",
+                                help="Server processes sharing the listening socket, so concurrent requests "
+                                     "use every core (each holds its own caches: about 60 MiB more per "
+                                     "worker). 1 serves from this process alone."),
 ) -> None:
     """Serve the store over Cloudflare's Vectorize REST API v2 (for wrangler, the SDK, curl).
 
@@ -73,7 +77,9 @@ def serve(
     Stops cleanly on Ctrl-C or SIGTERM, finishing the requests in flight.
 
     The first line on stdout, printed as soon as the socket listens (for every port, 0 included), is
-    JSON for harnesses: {"url": "http://127.0.0.1:PORT/client/v4", "pid": N}.
+    JSON for harnesses: {"url": "http://127.0.0.1:PORT/client/v4", "pid": N}. With --workers > 1, N
+    is the supervising process: signal it to stop every worker; should a worker die, it stops the
+    others and exits 1.
     """
     from vzcli.server import create_app
     from vzcli.store import default_store_path
@@ -84,17 +90,32 @@ def serve(
                          "127.0.0.1")
     if ephemeral and (store is not None or _global_store_given(ctx)):
         raise UsageError("--ephemeral serves a new temporary store: do not also pass --store")
+    workers = default_workers() if workers is None else workers
     tmp = Path(tempfile.mkdtemp(prefix="vz-serve-")) if ephemeral else None
     try:
-        application = create_app(Path(tmp or store or State.store or default_store_path()),
-                                 token=api_token or None, host=host, allow_hosts=allow_host,
-                                 cors_origins=cors_origin, read_timeout=read_timeout, max_bodies=max_bodies,
-                                 read_threads=read_threads)
-        _run(application, host=host, port=port, token=bool(api_token), access_log=access_log,
-             ephemeral=tmp is not None, read_timeout=read_timeout)
+        store_path = Path(tmp or store or State.store or default_store_path())
+
+        def make_app() -> Any:
+            return create_app(store_path, token=api_token or None, host=host, allow_hosts=allow_host,
+                              cors_origins=cors_origin, read_timeout=read_timeout, max_bodies=max_bodies,
+                              read_threads=read_threads)
+
+        options = {"token": bool(api_token), "access_log": access_log, "ephemeral": tmp is not None,
+                   "read_timeout": read_timeout}
+        if workers == 1:
+            _run(make_app(), host=host, port=port, **options)
+        else:
+            from vzcli.cli.serve_workers import serve_workers
+
+            serve_workers(make_app, workers, host=host, port=port, store=store_path, **options)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def default_workers() -> int:
+    """One worker per CPU, at most 4 (docs/server.md, Concurrency: what more workers cost)."""
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 def _global_store_given(ctx: typer.Context) -> bool:
@@ -104,15 +125,37 @@ def _global_store_given(ctx: typer.Context) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
-def _run(application: Any, *, host: str, port: int, token: bool, access_log: bool, ephemeral: bool,
-         read_timeout: float) -> None:
+def uvicorn_config(application: Any, *, access_log: bool, read_timeout: float, **where: Any) -> Any:
+    """uvicorn's Config for `application` (`where`: host and port, or nothing for a given socket)."""
     import uvicorn
 
     from vzcli.http_protocol import protocol_class
 
-    config = uvicorn.Config(application, host=host, port=port, lifespan="on", access_log=access_log,
-                            log_level="info" if access_log else "warning", server_header=False,
-                            date_header=False, timeout_graceful_shutdown=30, http=protocol_class(read_timeout))
+    return uvicorn.Config(application, lifespan="on", access_log=access_log,
+                          log_level="info" if access_log else "warning", server_header=False,
+                          date_header=False, timeout_graceful_shutdown=30, http=protocol_class(read_timeout),
+                          **where)
+
+
+def announce(host: str, port: int, *, store: Path, token: bool, ephemeral: bool, workers: int = 1) -> None:
+    """The bound address, once it accepts: one JSON line on stdout for programs (with this
+    process's pid: the one to signal), two human lines on stderr."""
+    from vzcli.server import API_PREFIX
+
+    shown = f"[{host}]" if ":" in host else host
+    auth = "token required" if token else "no auth"
+    sys.stdout.write(json.dumps({"url": f"http://{shown}:{port}{API_PREFIX}", "pid": os.getpid()}) + "\n")
+    sys.stdout.flush()
+    kind = "ephemeral store" if ephemeral else "store"
+    procs = f", {workers} workers" if workers > 1 else ""
+    sys.stderr.write(f"vz serve: listening on http://{shown}:{port} ({kind} {store}, {auth}{procs})\n"
+                     f"vz serve: API base URL http://{shown}:{port}/client/v4\n")
+    sys.stderr.flush()
+
+
+def _run(application: Any, *, host: str, port: int, token: bool, access_log: bool, ephemeral: bool,
+         read_timeout: float) -> None:
+    config = uvicorn_config(application, host=host, port=port, access_log=access_log, read_timeout=read_timeout)
     server = _make_server(config, store=application.store_path, token=token, ephemeral=ephemeral)
     # uvicorn re-raises the signal that stopped it once it has shut down; with these handlers in
     # place that re-raise is a no-op, so a clean stop exits 0 instead of dying by the signal.
@@ -133,8 +176,7 @@ def _run(application: Any, *, host: str, port: int, token: bool, access_log: boo
 
 
 def _make_server(config: Any, *, store: Path, token: bool, ephemeral: bool) -> Any:
-    """uvicorn's Server, announcing the bound address (real port, also for --port 0) once it accepts:
-    one JSON line on stdout for programs, two human lines on stderr."""
+    """uvicorn's Server, announcing the bound address (real port, also for --port 0) once it accepts."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -143,15 +185,6 @@ def _make_server(config: Any, *, store: Path, token: bool, ephemeral: bool) -> A
             if not self.started or not self.servers:
                 return
             h, p = self.servers[0].sockets[0].getsockname()[:2]
-            shown = f"[{h}]" if ":" in h else h
-            from vzcli.server import API_PREFIX
-
-            auth = "token required" if token else "no auth"
-            sys.stdout.write(json.dumps({"url": f"http://{shown}:{p}{API_PREFIX}", "pid": os.getpid()}) + "\n")
-            sys.stdout.flush()
-            kind = "ephemeral store" if ephemeral else "store"
-            sys.stderr.write(f"vz serve: listening on http://{shown}:{p} ({kind} {store}, {auth})\n"
-                             f"vz serve: API base URL http://{shown}:{p}/client/v4\n")
-            sys.stderr.flush()
+            announce(h, p, store=store, token=token, ephemeral=ephemeral)
 
     return Server(config)

@@ -1,0 +1,219 @@
+"""`vz serve --workers N`: N server processes sharing one listening socket, under one supervisor.
+
+Most of a query's CPU is Python holding the GIL (HTTP parsing, validation, building the result), so
+threads alone cannot use a second core; processes can. The parent binds the socket (so `--port 0`
+resolves once), forks the workers before any thread or event loop exists, waits until every worker
+has started, prints the address line with its own pid, and supervises:
+
+- SIGINT or SIGTERM to the parent stops every worker (each finishes its requests in flight) and the
+  parent exits 0 once all have exited;
+- a worker that dies on its own stops the others, and the parent exits 1 naming it (no restart: a
+  worker that dies has met a bug or the machine's limits, and a harness should see it);
+- a worker dies with the parent, even a SIGKILLed one (PR_SET_PDEATHSIG on Linux; elsewhere a
+  thread that waits for the end of a pipe only the parent holds).
+
+Each worker is a whole server: its own app, backends, caches and background ANN merges. SQLite is
+the source of truth, so a write answered by one worker is seen by the next read in any other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def serve_workers(make_app: Callable[[], Any], workers: int, *, host: str, port: int, store: Path, token: bool,
+                  access_log: bool, ephemeral: bool, read_timeout: float) -> None:
+    """Serve with `workers` processes; returns after a clean stop, raises typer.Exit(1) otherwise."""
+    sock = _bind(host, port)
+    supervisor = _Supervisor()
+    ready_r, ready_w = os.pipe()
+    life_r, life_w = os.pipe()  # the parent holds the only write end: EOF in a worker = parent gone
+    parent = os.getpid()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    previous = {sig: signal.signal(sig, supervisor.on_signal) for sig in STOP_SIGNALS}
+    try:
+        for _ in range(workers):
+            pid = os.fork()
+            if pid == 0:
+                os.close(ready_r)
+                os.close(life_w)
+                _worker(make_app, sock, parent=parent, ready=ready_w, life=life_r, access_log=access_log,
+                        ephemeral=ephemeral, read_timeout=read_timeout)
+            supervisor.add(pid)
+        os.close(ready_w)
+        os.close(life_r)
+        started = _count_ready(ready_r, workers)
+        h, p = sock.getsockname()[:2]
+        sock.close()  # the workers hold it
+        if started == workers and not supervisor.stopping:
+            from vzcli.cli.serve import announce
+
+            announce(h, p, store=store, token=token, ephemeral=ephemeral, workers=workers)
+        elif not supervisor.stopping:
+            supervisor.fail("a worker failed to start (its error is above); stopping the others")
+        supervisor.wait()
+    finally:
+        os.close(life_w)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if supervisor.failed:
+        raise typer.Exit(1)
+    sys.stderr.write("vz serve: stopped\n")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: a free one), as uvicorn would bind it."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                          flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError as e:
+        sys.stderr.write(f"vz serve: cannot listen on {host}:{port}: {e.strerror or e}\n")
+        raise typer.Exit(1) from None
+    return sock
+
+
+def _count_ready(fd: int, expected: int) -> int:
+    """Read one byte per started worker until every worker has closed its end (each closes it once
+    started, or by exiting)."""
+    got = 0
+    with contextlib.suppress(OSError):
+        while got < expected:
+            chunk = os.read(fd, expected)
+            if not chunk:
+                break
+            got += len(chunk)
+    os.close(fd)
+    return got
+
+
+class _Supervisor:
+    """The workers' pids; stops them all on a signal or when one dies on its own."""
+
+    def __init__(self) -> None:
+        self.alive: set[int] = set()
+        self.stopping = False
+        self.failed = False
+
+    def add(self, pid: int) -> None:
+        self.alive.add(pid)
+
+    def on_signal(self, sig: int, frame: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.stopping = True
+        for pid in self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def fail(self, message: str) -> None:
+        sys.stderr.write(f"vz serve: {message}\n")
+        sys.stderr.flush()
+        self.failed = True
+        self.stop()
+
+    def wait(self) -> None:
+        """Reap every worker; one that exits before it was asked to is a failure."""
+        while self.alive:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            if pid not in self.alive:
+                continue
+            self.alive.discard(pid)
+            if not self.stopping:
+                code = os.waitstatus_to_exitcode(status)
+                how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+                self.fail(f"worker {pid} {how}; stopping the others")
+
+
+def _worker(make_app: Callable[[], Any], sock: socket.socket, *, parent: int, ready: int, life: int,
+            access_log: bool, ephemeral: bool, read_timeout: float) -> None:
+    """A worker process: serve on `sock` until SIGTERM/SIGINT, then exit (never returns)."""
+    code = 1
+    try:
+        # until uvicorn takes over the signals there is nothing to finish: a stop exits at once
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, lambda *_: os._exit(0))
+        _die_with_parent(parent, life)
+        os.environ["UV_TCP_SINGLE_ACCEPT"] = "1"  # libuv (uvloop): accept one connection per wake-up
+        from vzcli.cli.serve import uvicorn_config
+
+        application = make_app()
+        server = _worker_server(uvicorn_config(application, access_log=access_log, read_timeout=read_timeout),
+                                ready)
+        with contextlib.suppress(SystemExit):  # uvicorn exits (3) when start-up fails; it has logged why
+            server.run(sockets=[sock])
+        if ephemeral:
+            application.idle(10)  # let a background merge finish before the parent removes the store
+        code = 0 if server.started else 1
+    except BaseException:  # noqa: BLE001  (a worker must never return into the CLI)
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _die_with_parent(parent: int, life: int) -> None:
+    """Have the kernel SIGTERM this process when the parent dies (Linux), else watch `life`."""
+    armed = False
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            armed = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM) == 0
+    if not armed:
+        def watch() -> None:
+            with contextlib.suppress(OSError):
+                os.read(life, 1)  # returns at EOF: the parent has exited
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="vz-parent-watch", daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the death signal was armed
+        os._exit(1)
+
+
+def _worker_server(config: Any, ready: int) -> Any:
+    """uvicorn's Server that reports to the parent once it accepts, and that, once stopped, does
+    not re-raise the stop signal (the worker still has to exit cleanly)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                os.write(ready, b"1")
+            os.close(ready)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, self.handle_exit)
+            try:
+                yield
+            finally:
+                for sig in STOP_SIGNALS:
+                    signal.signal(sig, signal.SIG_IGN)
+
+    return Server(config)
