@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/bench_http_parallel.py                    # 100000 x 128, 1 vs 4 clients
     .venv/bin/python bench/bench_http_parallel.py --n 20000 --dim 384 --clients 4 --rounds 5
+    .venv/bin/python bench/bench_http_parallel.py --workers 1,2,4 --read-threads 0,2 --rounds 7
 
-For each `--read-threads` setting (default: 0, the old answer-on-the-event-loop mode, and the
-server's default, one thread per CPU) a `vz serve` subprocess answers topK-10 queries over
+For each `--workers` and `--read-threads` setting (default: one worker and two workers; 0 read
+threads, the answer-on-the-event-loop mode, and the server's default, one thread per CPU) a
+`vz serve` subprocess answers topK-10 queries over
 keep-alive connections from bench_http's minimal load generator. Rounds alternate one client and
 C clients (closed loop, one connection each, `--queries` queries per round in all), so machine
 load hits both alike; the figure is the median over rounds of QPS(C clients) / QPS(1 client).
@@ -40,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--read-threads", default=f"0,{os.cpu_count() or 2}",
                     help="comma-separated --read-threads values to compare")
+    ap.add_argument("--workers", default="1,2", help="comma-separated --workers values to compare")
     a = ap.parse_args(argv)
     from helpers_server import start_server, stop_server
 
@@ -48,14 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     path = f"/client/v4/accounts/{ACCOUNT}/vectorize/v2/indexes/{NAME}/query"
     print(f"{a.n} x {a.dim} cosine, topK 10, {a.queries} queries per round, {a.rounds} rounds; "
           f"{common.machine()}; load average {os.getloadavg()[0]:.1f}")
-    print(f"| --read-threads | QPS, 1 client | QPS, {a.clients} clients | ratio (median of rounds) | ratios |")
-    print("|---|---|---|---|---|")
-    for rt in [int(x) for x in a.read_threads.split(",")]:
-        base_url, proc = start_server(store, extra_args=["--read-threads", str(rt)])
+    print(f"| --workers | --read-threads | QPS, 1 client | QPS, {a.clients} clients | ratio (median of rounds) "
+          "| ratios |")
+    print("|---|---|---|---|---|---|")
+    settings = [(int(w), int(rt)) for w in a.workers.split(",") for rt in a.read_threads.split(",")]
+    for w, rt in settings:
+        base_url, proc = start_server(store, extra_args=["--workers", str(w), "--read-threads", str(rt)])
         try:
             host, port = base_url.removeprefix("http://").split(":")
-            qps(host, int(port), path, bodies[:100], 1)  # warm-up: page cache, mmap, every reader thread
-            qps(host, int(port), path, bodies[:100], a.clients)
+            # warm-up: page cache, mmap, every worker and reader thread
+            qps(host, int(port), path, bodies[:100], 1)
+            for _ in range(w):
+                qps(host, int(port), path, bodies[:100], a.clients)
             ones, manys, ratios = [], [], []
             for _ in range(a.rounds):
                 one = qps(host, int(port), path, bodies, 1)
@@ -65,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 ratios.append(many / one)
         finally:
             stop_server(proc)
-        print(f"| {rt} | {common.med(ones):.0f} | {common.med(manys):.0f} | **{common.med(ratios):.2f}x** | "
+        print(f"| {w} | {rt} | {common.med(ones):.0f} | {common.med(manys):.0f} | **{common.med(ratios):.2f}x** | "
               + ", ".join(f"{r:.2f}" for r in ratios) + " |")
     return 0
 

@@ -619,11 +619,19 @@ def _warm_up() -> None:
     import vzcli.search  # noqa: F401
 
 
+def check_options(host: str = "127.0.0.1", allow_hosts: Iterable[str] = (), cors_origins: Iterable[str] = (),
+                  **_: Any) -> None:
+    """Raise UsageError for what `create_app` would refuse (a bad VZ_* variable, Host or Origin
+    option), without making an app: `vz serve --workers` checks in the parent, before forking."""
+    from vzcli import envconf
+
+    envconf.check_all()
+    Guard(host, allow_hosts, cors_origins)
+
+
 def create_app(store: str | Path | None = None, *, token: str | None = None, **options: Any) -> VzApp:
     """The ASGI app serving `store` (a directory); with `token`, every request must present it.
     `options` are VzApp's: host, allow_hosts, cors_origins, read_timeout, max_bodies, read_threads.
     Raises UsageError for a bad VZ_* variable, as the CLI does before any command."""
-    from vzcli import envconf
-
-    envconf.check_all()
+    check_options(**options)
     return VzApp(store, token=token, **options)

@@ -106,7 +106,9 @@ def serve(
             _run(make_app(), host=host, port=port, **options)
         else:
             from vzcli.cli.serve_workers import serve_workers
+            from vzcli.server import check_options
 
+            check_options(host, allow_hosts=allow_host, cors_origins=cors_origin)
             serve_workers(make_app, workers, host=host, port=port, store=store_path, **options)
     finally:
         if tmp is not None:

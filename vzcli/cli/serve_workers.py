@@ -37,7 +37,8 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 def serve_workers(make_app: Callable[[], Any], workers: int, *, host: str, port: int, store: Path, token: bool,
                   access_log: bool, ephemeral: bool, read_timeout: float) -> None:
-    """Serve with `workers` processes; returns after a clean stop, raises typer.Exit(1) otherwise."""
+    """Serve with `workers` processes; returns after a clean stop, raises typer.Exit(1) otherwise.
+    `make_app` runs in each worker; the caller has checked its options (vzcli.server.check_options)."""
     sock = _bind(host, port)
     supervisor = _Supervisor()
     ready_r, ready_w = os.pipe()
@@ -86,7 +87,8 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind(addr)
         sock.listen(2048)
     except OSError as e:
-        sys.stderr.write(f"vz serve: cannot listen on {host}:{port}: {e.strerror or e}\n")
+        why = (e.strerror or str(e)).lower()
+        sys.stderr.write(f"vz serve: cannot listen on {host}:{port}: {why}\n")
         raise typer.Exit(1) from None
     return sock
 
