@@ -100,8 +100,8 @@ def serve(
                               cors_origins=cors_origin, read_timeout=read_timeout, max_bodies=max_bodies,
                               read_threads=read_threads)
 
-        options = {"token": bool(api_token), "access_log": access_log, "ephemeral": tmp is not None,
-                   "read_timeout": read_timeout}
+        options: dict[str, Any] = {"token": bool(api_token), "access_log": access_log,
+                                   "ephemeral": tmp is not None, "read_timeout": read_timeout}
         if workers == 1:
             _run(make_app(), host=host, port=port, **options)
         else:
