@@ -18,7 +18,9 @@ the source of truth, so a write answered by one worker is seen by the next read 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import mmap
 import os
 import signal
 import socket
@@ -43,18 +45,19 @@ def serve_workers(make_app: Callable[[], Any], workers: int, *, host: str, port:
     supervisor = _Supervisor()
     ready_r, ready_w = os.pipe()
     life_r, life_w = os.pipe()  # the parent holds the only write end: EOF in a worker = parent gone
+    counts = mmap.mmap(-1, 8 * workers)  # shared with the workers: each one's open connections
     parent = os.getpid()
     sys.stdout.flush()
     sys.stderr.flush()
     previous = {sig: signal.signal(sig, supervisor.on_signal) for sig in STOP_SIGNALS}
     try:
-        for _ in range(workers):
+        for me in range(workers):
             pid = os.fork()
             if pid == 0:
                 os.close(ready_r)
                 os.close(life_w)
-                _worker(make_app, sock, parent=parent, ready=ready_w, life=life_r, access_log=access_log,
-                        ephemeral=ephemeral, read_timeout=read_timeout)
+                _worker(make_app, sock, _Balancer(counts, me), parent=parent, ready=ready_w, life=life_r,
+                        access_log=access_log, ephemeral=ephemeral, read_timeout=read_timeout)
             supervisor.add(pid)
         os.close(ready_w)
         os.close(life_r)
@@ -149,8 +152,63 @@ class _Supervisor:
                 self.fail(f"worker {pid} {how}; stopping the others")
 
 
-def _worker(make_app: Callable[[], Any], sock: socket.socket, *, parent: int, ready: int, life: int,
-            access_log: bool, ephemeral: bool, read_timeout: float) -> None:
+class _Balancer:
+    """Spreads connections evenly over the workers.
+
+    The kernel wakes every worker for a new connection, and the first to run takes it, and (the
+    event loop accepting in a loop) any others already waiting: four keep-alive connections opened
+    at once often all land in one worker, which then uses one core while the others idle. So a
+    worker accepts only while it holds no more open connections than the least loaded of the
+    others (counts in shared memory); otherwise it stops watching the listening socket, and looks
+    again when it loses a connection or, while paused, every few milliseconds. The event loop
+    accepts one connection per wake-up (uvicorn's backlog 1), so the check runs between accepts.
+    """
+
+    POLL = 0.005
+
+    def __init__(self, shared: mmap.mmap, me: int) -> None:
+        self.counts = memoryview(shared).cast("q")
+        self.me = me
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.fd = -1
+        self.reader: tuple[Any, ...] = ()
+        self.accepting = True
+        self.poll: asyncio.TimerHandle | None = None
+
+    def start(self, sock: socket.socket) -> None:
+        """Take over the listening socket's reader, as asyncio registered it for the server."""
+        loop = asyncio.get_running_loop()
+        key = loop._selector.get_key(sock.fileno())  # type: ignore[attr-defined]
+        handle = key.data[0]
+        self.loop, self.fd, self.reader = loop, sock.fileno(), (handle._callback, *handle._args)
+        self.update()
+
+    def changed(self, delta: int) -> None:
+        self.counts[self.me] += delta
+        self.update()
+
+    def update(self) -> None:
+        if self.loop is None or self.loop.is_closed():
+            return
+        others = [c for i, c in enumerate(self.counts) if i != self.me]
+        want = not others or self.counts[self.me] <= min(others)
+        if want and not self.accepting:
+            self.loop._add_reader(self.fd, *self.reader)  # type: ignore[attr-defined]
+        elif not want and self.accepting:
+            self.loop.remove_reader(self.fd)
+        self.accepting = want
+        if self.poll is not None:
+            self.poll.cancel()
+        self.poll = None if want else self.loop.call_later(self.POLL, self.update)
+
+    def stop(self) -> None:
+        if self.poll is not None:
+            self.poll.cancel()
+        self.loop = None
+
+
+def _worker(make_app: Callable[[], Any], sock: socket.socket, balancer: _Balancer, *, parent: int, ready: int,
+            life: int, access_log: bool, ephemeral: bool, read_timeout: float) -> None:
     """A worker process: serve on `sock` until SIGTERM/SIGINT, then exit (never returns)."""
     code = 1
     try:
@@ -158,12 +216,13 @@ def _worker(make_app: Callable[[], Any], sock: socket.socket, *, parent: int, re
         for sig in STOP_SIGNALS:
             signal.signal(sig, lambda *_: os._exit(0))
         _die_with_parent(parent, life)
-        os.environ["UV_TCP_SINGLE_ACCEPT"] = "1"  # libuv (uvloop): accept one connection per wake-up
         from vzcli.cli.serve import uvicorn_config
 
         application = make_app()
-        server = _worker_server(uvicorn_config(application, access_log=access_log, read_timeout=read_timeout),
-                                ready)
+        config = uvicorn_config(application, access_log=access_log, read_timeout=read_timeout, loop="asyncio",
+                                backlog=1)
+        config.http = _counted(config.http, balancer)
+        server = _worker_server(config, ready, balancer)
         with contextlib.suppress(SystemExit):  # uvicorn exits (3) when start-up fails; it has logged why
             server.run(sockets=[sock])
         if ephemeral:
@@ -196,7 +255,22 @@ def _die_with_parent(parent: int, life: int) -> None:
         os._exit(1)
 
 
-def _worker_server(config: Any, ready: int) -> Any:
+def _counted(protocol: type, balancer: _Balancer) -> type:
+    """The HTTP protocol class, telling `balancer` of each connection opened and closed."""
+
+    class Counted(protocol):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            balancer.changed(+1)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            balancer.changed(-1)
+            super().connection_lost(exc)
+
+    return Counted
+
+
+def _worker_server(config: Any, ready: int, balancer: _Balancer) -> Any:
     """uvicorn's Server that reports to the parent once it accepts, and that, once stopped, does
     not re-raise the stop signal (the worker still has to exit cleanly)."""
     import uvicorn
@@ -204,9 +278,15 @@ def _worker_server(config: Any, ready: int) -> Any:
     class Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets=sockets)
-            if self.started:
+            if self.started and sockets:
+                sockets[0].listen(2048)  # asyncio set uvicorn's backlog, 1, on the shared socket
+                balancer.start(sockets[0])
                 os.write(ready, b"1")
             os.close(ready)
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            balancer.stop()
+            await super().shutdown(sockets=sockets)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
