@@ -256,11 +256,13 @@ def _die_with_parent(parent: int, life: int) -> None:
 
 
 def _counted(protocol: type, balancer: _Balancer) -> type:
-    """The HTTP protocol class, telling `balancer` of each connection opened and closed."""
+    """The HTTP protocol class, telling `balancer` of each connection accepted and closed."""
 
     class Counted(protocol):
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
+        # counted when made: asyncio makes the protocol just after the accept, and only calls
+        # connection_made one loop turn later, when the next accept may have run
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
             balancer.changed(+1)
 
         def connection_lost(self, exc: Exception | None) -> None:
