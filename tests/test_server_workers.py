@@ -99,6 +99,18 @@ def _server_socket_inode(server_port: int, client_port: int) -> str:
     raise AssertionError(f"no server socket for client port {client_port}")
 
 
+def _wait_closed(server_port: int) -> None:
+    """Poll until no server-side connection on `server_port` is open (or closing) in /proc/net/tcp."""
+    end = time.monotonic() + DEADLINE
+    while time.monotonic() < end:
+        with open("/proc/net/tcp") as f:
+            if not any(int(cols[1].split(":")[1], 16) == server_port and cols[3] in ("01", "08")
+                       for cols in (row.split() for row in f.readlines()[1:])):
+                return
+        time.sleep(0.02)  # polling a condition with a deadline
+    raise AssertionError(f"connections to port {server_port} still open after {DEADLINE} s")
+
+
 def _alive(pid: int) -> bool:
     """True while `pid` exists and is not a zombie."""
     try:
@@ -160,6 +172,18 @@ def test_parallel_reads_across_workers_equal_serial_reads(served: Served) -> Non
         parallel = list(pool.map(ask, queries * 3))
     assert [r for r, _ in parallel] == serial * 3
     assert {pid for _, pid in parallel} == set(served.workers)
+
+
+def test_keep_alive_connections_opened_together_are_spread_over_the_workers(served: Served) -> None:
+    for _ in range(3):
+        _wait_closed(served.port)  # the workers have counted the last round's connections out
+        conns = [served.conn() for _ in range(4)]
+        for c in conns:
+            c.connect()  # all four wait in the backlog before the first request
+        owners = [served.call("GET", "", conn=c)[2] for c in conns]
+        assert sorted(owners.count(pid) for pid in served.workers) == [2, 2], owners
+        for c in conns:
+            c.close()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -224,6 +248,8 @@ def test_default_workers_is_the_cpu_count_up_to_4(monkeypatch: pytest.MonkeyPatc
     for cpus, expected in ((None, 1), (1, 1), (2, 2), (4, 4), (16, 4)):
         monkeypatch.setattr(os, "cpu_count", lambda c=cpus: c)
         assert default_workers() == expected
+    monkeypatch.delattr(os, "fork")  # Windows
+    assert default_workers() == 1
 
 
 def test_create_app_checks_the_vz_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

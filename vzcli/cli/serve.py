@@ -92,6 +92,8 @@ def serve(
     if ephemeral and (store is not None or _global_store_given(ctx)):
         raise UsageError("--ephemeral serves a new temporary store: do not also pass --store")
     workers = default_workers() if workers is None else workers
+    if workers > 1 and not hasattr(os, "fork"):
+        raise UsageError("--workers above 1 needs fork(), which this platform lacks: pass --workers 1")
     tmp = Path(tempfile.mkdtemp(prefix="vz-serve-")) if ephemeral else None
     try:
         store_path = Path(tmp or store or State.store or default_store_path())
@@ -117,8 +119,9 @@ def serve(
 
 
 def default_workers() -> int:
-    """One worker per CPU, at most 4 (docs/server.md, Concurrency: what more workers cost)."""
-    return max(1, min(os.cpu_count() or 1, 4))
+    """One worker per CPU, at most 4 (docs/server.md, Concurrency: what more workers cost); 1
+    where processes cannot fork (Windows)."""
+    return max(1, min(os.cpu_count() or 1, 4)) if hasattr(os, "fork") else 1
 
 
 def _global_store_given(ctx: typer.Context) -> bool:

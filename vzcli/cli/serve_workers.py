@@ -178,9 +178,12 @@ class _Balancer:
     def start(self, sock: socket.socket) -> None:
         """Take over the listening socket's reader, as asyncio registered it for the server."""
         loop = asyncio.get_running_loop()
-        key = loop._selector.get_key(sock.fileno())  # type: ignore[attr-defined]
-        handle = key.data[0]
-        self.loop, self.fd, self.reader = loop, sock.fileno(), (handle._callback, *handle._args)
+        try:
+            handle = loop._selector.get_key(sock.fileno()).data[0]  # type: ignore[attr-defined]
+            reader = (handle._callback, *handle._args)
+        except (AttributeError, KeyError, IndexError):  # another event loop: the kernel alone spreads
+            return
+        self.loop, self.fd, self.reader = loop, sock.fileno(), reader
         self.update()
 
     def changed(self, delta: int) -> None:
