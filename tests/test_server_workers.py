@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -172,6 +173,23 @@ def test_parallel_reads_across_workers_equal_serial_reads(served: Served) -> Non
         parallel = list(pool.map(ask, queries * 3))
     assert [r for r, _ in parallel] == serial * 3
     assert {pid for _, pid in parallel} == set(served.workers)
+
+
+def test_a_store_replaced_under_the_workers_is_reopened_by_each(served: Served, tmp_path: Path) -> None:
+    from vzcli.local import LocalBackend
+    from vzcli.store import Store
+
+    served.call("POST", "", {"name": "old", "config": {"dimensions": 3, "metric": "cosine"}})
+    answers = [served.call("GET", "") for _ in range(12)]
+    assert {pid for _, _, pid in answers} == set(served.workers)  # both opened the old catalog
+    assert {tuple(ix["name"] for ix in body["result"]) for _, body, _ in answers} == {("old",)}
+    shutil.rmtree(tmp_path / "store")
+    b = LocalBackend(Store(tmp_path / "store"))
+    b.create_index("new", dimensions=3, metric="cosine")
+    b.store.close()
+    answers = [served.call("GET", "") for _ in range(12)]
+    assert {pid for _, _, pid in answers} == set(served.workers)
+    assert {tuple(ix["name"] for ix in body["result"]) for _, body, _ in answers} == {("new",)}
 
 
 def test_keep_alive_connections_opened_together_are_spread_over_the_workers(served: Served) -> None:
