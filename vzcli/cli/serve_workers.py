@@ -52,13 +52,21 @@ def serve_workers(make_app: Callable[[], Any], workers: int, *, host: str, port:
     previous = {sig: signal.signal(sig, supervisor.on_signal) for sig in STOP_SIGNALS}
     try:
         for me in range(workers):
+            # a stop signal arriving between fork() and the worker's own handlers would run the
+            # parent's handler in the worker (and stop its siblings): hold signals across fork()
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             pid = os.fork()
             if pid == 0:
+                # until uvicorn takes over the signals there is nothing to finish: a stop exits at once
+                for sig in STOP_SIGNALS:
+                    signal.signal(sig, lambda *_: os._exit(0))
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                 os.close(ready_r)
                 os.close(life_w)
                 _worker(make_app, sock, _Balancer(counts, me), parent=parent, ready=ready_w, life=life_r,
                         access_log=access_log, ephemeral=ephemeral, read_timeout=read_timeout)
             supervisor.add(pid)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         os.close(ready_w)
         os.close(life_r)
         started = _count_ready(ready_r, workers)
@@ -215,9 +223,6 @@ def _worker(make_app: Callable[[], Any], sock: socket.socket, balancer: _Balance
     """A worker process: serve on `sock` until SIGTERM/SIGINT, then exit (never returns)."""
     code = 1
     try:
-        # until uvicorn takes over the signals there is nothing to finish: a stop exits at once
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, lambda *_: os._exit(0))
         _die_with_parent(parent, life)
         from vzcli.cli.serve import uvicorn_config
 
