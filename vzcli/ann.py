@@ -365,9 +365,9 @@ def merge_lock(d: Path, *, wait: bool):
 
 
 def delta_count(conn: sqlite3.Connection, index_id: int, max_key: int) -> int:
-    # `+index_id`: walk the key range (the delta), not every row of the index
-    return conn.execute("SELECT count(*) FROM vectors WHERE key > ? AND +index_id = ?",
-                        (max_key, index_id)).fetchone()[0]
+    # index vectors_key: the delta of this index only, whatever the other indexes hold
+    return conn.execute("SELECT count(*) FROM vectors WHERE index_id = ? AND key > ?",
+                        (index_id, max_key)).fetchone()[0]
 
 
 def needs_work(conn: sqlite3.Connection, row: dict[str, Any], store: Store) -> str | None:
@@ -427,8 +427,8 @@ def maintain(store: Store, name: str, *, force: str | None = None, threads: int 
                 tomb = row["ann_tombstones"] + len(removable)
             max_key = start_key
             added = 0
-            cur = rc.execute("SELECT key, vec FROM vectors WHERE key > ? AND +index_id = ? ORDER BY key",
-                             (start_key, row["id"]))
+            cur = rc.execute("SELECT key, vec FROM vectors WHERE index_id = ? AND key > ? ORDER BY key",
+                             (row["id"], start_key))
             while True:
                 batch = cur.fetchmany(CHUNK)
                 if not batch:

@@ -98,7 +98,13 @@ def _m001_initial(db: Any) -> None:
     db["mutations"].create_index(["index_id", "seq"])
 
 
-MIGRATIONS: list[Callable[[Any], None]] = [_m001_initial]
+def _m002_vectors_by_index_key(db: Any) -> None:
+    """Each index's records in key order: the delta of one index (`index_id = ? AND key > ?`) is
+    found without walking the keys of every other index in the store."""
+    db.execute("CREATE INDEX IF NOT EXISTS vectors_key ON vectors(index_id, key)")
+
+
+MIGRATIONS: list[Callable[[Any], None]] = [_m001_initial, _m002_vectors_by_index_key]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
