@@ -77,24 +77,31 @@ class Writes:
         removed = 0
         kept: list[tuple[Any, int]] = []  # (record, key) of identical records left in place
         if upsert:
-            # last occurrence wins within the chunk; earlier chunks were already applied in order
-            latest: dict[str, Any] = {}
-            for rec in chunk:
-                latest.pop(rec.id, None)
-                latest[rec.id] = rec
-            chunk = list(latest.values())
-            ids_json = orjson.dumps([r.id for r in chunk]).decode()
-            current = {vid: (key, ns, md, vec) for key, vid, ns, md, vec in conn.execute(
+            ids_json = orjson.dumps(list(dict.fromkeys(r.id for r in chunk))).decode()
+            current = {vid: (key, (ns, md, vec)) for key, vid, ns, md, vec in conn.execute(
                 "SELECT key, id, namespace, metadata, vec FROM vectors WHERE index_id = ? AND id IN "
                 "(SELECT value FROM json_each(?))", (iid, ids_json))}
-            # A record identical to the stored one is left alone: re-running an upsert of the same
-            # file changes nothing but the mutation log (no key churn, no ANN tombstones).
-            same = {r.id for r in chunk if r.id in current and current[r.id][1:] ==
-                    (r.namespace, r.metadata_json, r.values.tobytes())}
-            if same:
-                kept = [(r, current[r.id][0]) for r in chunk if r.id in same]
-                chunk = [r for r in chunk if r.id not in same]
-                result.unchanged += len(same)
+            # Each line counts once, as if applied in order (earlier chunks already were); only the
+            # last occurrence of an id reaches SQLite.
+            state = {vid: v for vid, (_, v) in current.items()}
+            latest: dict[str, Any] = {}
+            for rec in chunk:
+                val = (rec.namespace, rec.metadata_json, rec.values.tobytes())
+                prev = state.get(rec.id)
+                if prev is None:
+                    result.inserted += 1
+                elif prev == val:
+                    result.unchanged += 1
+                else:
+                    result.replaced += 1
+                state[rec.id] = val
+                latest.pop(rec.id, None)
+                latest[rec.id] = rec
+            # A record that ends identical to the stored one is left alone: re-running an upsert of
+            # the same file changes nothing but the mutation log (no key churn, no ANN tombstones).
+            same = {vid for vid in latest if vid in current and current[vid][1] == state[vid]}
+            kept = [(rec, current[vid][0]) for vid, rec in latest.items() if vid in same]
+            chunk = [r for r in latest.values() if r.id not in same]
             old = [current[r.id][0] for r in chunk if r.id in current]
             if old:
                 self._remove_keys(conn, row, old)
@@ -129,10 +136,7 @@ class Writes:
             conn.executemany("INSERT OR IGNORE INTO mvals(prop_id, val, key) VALUES (?,?,?)", mv)
         result.count += n_read
         result.net += new - removed
-        if upsert:
-            result.inserted += new - removed
-            result.replaced += removed
-        else:
+        if not upsert:
             result.inserted += new
             result.skipped += n_read - new
 
