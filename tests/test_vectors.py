@@ -154,7 +154,7 @@ def test_upsert_summary_of_2504_lines_with_repeats(tmp_path) -> None:
     res = dataclasses.asdict(be.upsert("docs", io.BytesIO(ndjson(again).encode())))
     res.pop("mutation_id")
     assert res == {"count": 2504, "inserted": 0, "skipped": 0, "replaced": 2, "unchanged": 2502,
-                   "deleted": 0, "discarded": 0, "errors": [], "net": 0}
+                   "deleted": 0, "discarded": 0, "errors": [], "net": 0, "notes": []}
     assert be.info("docs")["vectorCount"] == 2501
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import sqlite3
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 import orjson
@@ -19,6 +22,59 @@ from vzcli.filters import extract, to_index_value  # light: no numpy
 from vzcli.store import Store, json_keys
 
 CHUNK = 2000
+
+
+class InterruptGuard:
+    """What Ctrl-C (SIGINT) does to a write, so that exit 130 means "nothing was written".
+
+    Before the commit it raises KeyboardInterrupt (the transaction rolls back). From the commit
+    on the write stands: a signal is only recorded, except that the first one stops an ANN merge
+    in progress (the next write or `vz optimize` redoes it). Installed only in the main thread
+    over Python's default handler; elsewhere it changes nothing.
+    """
+
+    def __init__(self) -> None:
+        self.mode = "raise"  # raise | record | stop-merge
+        self.pending = False
+        self._old: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.mode == "raise":
+            raise KeyboardInterrupt
+        self.pending = True
+        if self.mode == "stop-merge":
+            self.mode = "record"
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> InterruptGuard:
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+
+_GUARD: InterruptGuard | None = None
+
+
+@contextmanager
+def interrupt_guard() -> Iterator[InterruptGuard]:
+    """The guard of the writes inside this block (the CLI spans the write and its report with it,
+    so that a committed write is reported whenever Ctrl-C comes)."""
+    global _GUARD
+    if _GUARD is not None:
+        yield _GUARD
+        return
+    with InterruptGuard() as g:
+        _GUARD = g
+        try:
+            yield g
+        finally:
+            _GUARD = None
 
 
 class Writes:
@@ -44,7 +100,7 @@ class Writes:
         result = WriteResult(mutation_id="", count=0)
         if not self.store.exists():
             raise IndexNotFound(name)
-        with self.store.write() as conn:
+        with interrupt_guard() as guard, self.store.write() as conn:
             row = _row(conn, name)
             iid = row["id"]
             props = _meta_indexes(conn, iid)
@@ -65,9 +121,10 @@ class Writes:
             conn.execute("UPDATE indexes SET vector_count = vector_count + ? WHERE id = ?", (result.net, iid))
             _, result.mutation_id = self.store.record_mutation(conn, iid, "upsert" if upsert else "insert",
                                                                result.count)
+            guard.mode = "record"  # the commit follows: from here on the write stands
         result.discarded = len(errors)
         result.errors = [e.error.message for e in errors]
-        self._maintain(name, result.mutation_id)
+        self._maintain(name, result, guard)
         return result
 
     def _apply(self, conn: sqlite3.Connection, row: dict[str, Any], props: dict[str, tuple[int, str]],
@@ -157,7 +214,7 @@ class Writes:
         if not self.store.exists():
             raise IndexNotFound(name)
         result = WriteResult(mutation_id="", count=len(id_list))
-        with self.store.write() as conn:
+        with interrupt_guard() as guard, self.store.write() as conn:
             row = _row(conn, name)
             keys: list[int] = []
             for i in range(0, len(id_list), 5000):
@@ -170,23 +227,33 @@ class Writes:
             result.deleted = len(keys)
             conn.execute("UPDATE indexes SET vector_count = vector_count - ? WHERE id = ?", (len(keys), row["id"]))
             _, result.mutation_id = self.store.record_mutation(conn, row["id"], "delete", len(keys))
-        self._maintain(name, result.mutation_id)
+            guard.mode = "record"
+        self._maintain(name, result, guard)
         return result
 
-    def _maintain(self, name: str, mutation_id: str) -> None:
+    def _maintain(self, name: str, result: WriteResult, guard: InterruptGuard) -> None:
         """Merge the ANN file after a committed write; a failure says the write itself is safe."""
         from vzcli import ann
 
         if not self.maintain:
             return
+        later = f"queries stay correct (recent writes are searched exactly); the next write or 'vz optimize {name}' retries"
+        if guard.pending:
+            result.notes.append(f"interrupted after the commit: the ANN file of {name!r} was not updated; {later}.")
+            return
+        guard.mode = "stop-merge"
         try:
             ann.maintain(self.store, name)
+        except KeyboardInterrupt:
+            result.notes.append(f"interrupted while updating the ANN file of {name!r}; {later}.")
         except (VzError, OSError, RuntimeError, ValueError) as e:
             detail = e.message if isinstance(e, VzError) else (getattr(e, "strerror", None) or str(e))
             cls = type(e) if isinstance(e, StoreError) else StoreError  # keeps 1003 for a lock timeout
-            raise cls(f"The write was committed (mutation {mutation_id}), but updating the ANN file of "
+            raise cls(f"The write was committed (mutation {result.mutation_id}), but updating the ANN file of "
                       f"{name!r} failed: {detail}. Queries stay correct (recent writes are searched "
                       f"exactly); the next write or 'vz optimize {name}' retries.") from None
+        finally:
+            guard.mode = "record"
 
     def optimize(self, name: str) -> dict[str, Any]:
         """Merge the delta and drop tombstones: rebuild the ANN file from SQLite."""
