@@ -7,7 +7,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, BinaryIO
 
 import orjson
@@ -100,35 +100,43 @@ class Writes:
         result = WriteResult(mutation_id="", count=0)
         if not self.store.exists():
             raise IndexNotFound(name)
-        with interrupt_guard() as guard, self.store.write() as conn:
-            row = _row(conn, name)
-            iid = row["id"]
-            props = _meta_indexes(conn, iid)
-            records = read_records(stream, row["dimensions"], source, discard=discard, errors=errors)
-            chunk: list[Any] = []
-            for rec in records:
-                chunk.append(rec)
-                if len(chunk) >= CHUNK:
-                    self._apply(conn, row, props, chunk, upsert, result)
-                    if on_progress:
-                        on_progress(result.count)
-                    chunk = []
-            if chunk:
-                self._apply(conn, row, props, chunk, upsert, result)
-            if result.count == 0 and not errors:
-                raise Unparsable(f"{source}: no vectors found; give one JSON object per line, like "
-                                 '{"id": "a", "values": [0.1, 0.2]}')
-            conn.execute("UPDATE indexes SET vector_count = vector_count + ? WHERE id = ?", (result.net, iid))
-            _, result.mutation_id = self.store.record_mutation(conn, iid, "upsert" if upsert else "insert",
-                                                               result.count)
-            guard.mode = "record"  # the commit follows: from here on the write stands
+        bulk = _BulkBuild(self.store, name) if self.maintain else None
+        try:
+            with interrupt_guard() as guard, self.store.write() as conn:
+                row = _row(conn, name)
+                iid = row["id"]
+                props = _meta_indexes(conn, iid)
+                records = read_records(stream, row["dimensions"], source, discard=discard, errors=errors)
+                chunk: list[Any] = []
+                for rec in records:
+                    chunk.append(rec)
+                    if len(chunk) >= CHUNK:
+                        self._apply(conn, row, props, chunk, upsert, result, bulk)
+                        if on_progress:
+                            on_progress(result.count)
+                        chunk = []
+                if chunk:
+                    self._apply(conn, row, props, chunk, upsert, result, bulk)
+                if result.count == 0 and not errors:
+                    raise Unparsable(f"{source}: no vectors found; give one JSON object per line, like "
+                                     '{"id": "a", "values": [0.1, 0.2]}')
+                conn.execute("UPDATE indexes SET vector_count = vector_count + ? WHERE id = ?", (result.net, iid))
+                seq, result.mutation_id = self.store.record_mutation(conn, iid, "upsert" if upsert else "insert",
+                                                                     result.count)
+                guard.mode = "record"  # the commit follows: from here on the write stands
+        except BaseException:
+            if bulk is not None:
+                bulk.close()
+            raise
         result.discarded = len(errors)
         result.errors = [e.error.message for e in errors]
+        if bulk is not None:
+            bulk.finish(row, seq, result, guard)
         self._maintain(name, result, guard)
         return result
 
     def _apply(self, conn: sqlite3.Connection, row: dict[str, Any], props: dict[str, tuple[int, str]],
-               chunk: list[Any], upsert: bool, result: WriteResult) -> None:
+               chunk: list[Any], upsert: bool, result: WriteResult, bulk: _BulkBuild | None = None) -> None:
         iid = row["id"]
         n_read = len(chunk)
         removed = 0
@@ -185,6 +193,8 @@ class Writes:
         conn.executemany("INSERT INTO vectors(key, index_id, id, namespace, metadata, vec) VALUES (?,?,?,?,?,?)",
                          [(base + i, iid, r.id, r.namespace, r.metadata_json, r.values.tobytes())
                           for i, r in enumerate(chunk)])
+        if bulk is not None:
+            bulk.feed(conn, row, base, chunk, row["vector_count"] + result.net + len(chunk) - removed)
         if props:
             for i, rec in enumerate(chunk):
                 _index_values(props, rec, base + i, mv)
@@ -239,7 +249,8 @@ class Writes:
             return
         later = f"queries stay correct (recent writes are searched exactly); the next write or 'vz optimize {name}' retries"
         if guard.pending:
-            result.notes.append(f"interrupted after the commit: the ANN file of {name!r} was not updated; {later}.")
+            if not result.notes:
+                result.notes.append(f"interrupted after the commit: the ANN file of {name!r} was not updated; {later}.")
             return
         guard.mode = "stop-merge"
         try:
@@ -267,6 +278,77 @@ class Writes:
             row = _row(conn, name)
         return {"index": name, "action": did or "none", "vectorCount": row["vector_count"],
                 "annNodes": row["ann_nodes"], "seconds": round(time.monotonic() - t, 3)}
+
+class _BulkBuild:
+    """A bulk write into an index without an ANN file builds the file while it is written
+    (`annbuild`), instead of reading everything back from SQLite after the commit."""
+
+    def __init__(self, store: Store, name: str) -> None:
+        self.store, self.name = store, name
+        self.builder: Any = None
+        self.off = False  # not eligible, or could not start: the usual merge after the commit
+        self.dead: list[int] = []
+        self._locks = ExitStack()
+
+    def feed(self, conn: sqlite3.Connection, row: dict[str, Any], base: int, chunk: list[Any], rows: int) -> None:
+        """Records `chunk` were just stored under keys base, base+1, ...; `rows` is the index's size now."""
+        import numpy as np
+
+        from vzcli import ann
+
+        if self.builder is not None:
+            if chunk:
+                try:
+                    self.builder.add(np.arange(base, base + len(chunk), dtype=np.uint64),
+                                     np.stack([r.values for r in chunk]))
+                except OSError:  # the builder died: the merge after the commit does its work
+                    self.close()
+            return
+        if self.off or row["ann_file"] is not None or row["dtype"] != "f32" or rows < ann.merge_threshold():
+            self.off = self.off or row["ann_file"] is not None or row["dtype"] != "f32"
+            return
+        self.off = True
+        if not self._locks.enter_context(ann.merge_lock(self.store.index_dir(self.name), wait=False)):
+            return  # another process is building this index's file
+        from vzcli.annbuild import Builder
+
+        self.dead = [k for (k,) in conn.execute("SELECT key FROM dead_keys WHERE index_id = ?", (row["id"],))]
+        try:
+            self.builder = Builder(row, self.store.index_dir(self.name))
+            cur = conn.execute("SELECT key, vec FROM vectors WHERE index_id = ? ORDER BY key", (row["id"],))
+            while batch := cur.fetchmany(ann.CHUNK):
+                self.builder.add(np.fromiter((k for k, _ in batch), dtype=np.uint64, count=len(batch)),
+                                 np.frombuffer(b"".join(v for _, v in batch), dtype=np.float32).reshape(len(batch), -1))
+        except OSError:
+            self.close()
+
+    def finish(self, row: dict[str, Any], seq: int, result: WriteResult, guard: InterruptGuard) -> None:
+        """After the commit: publish and install the file; on failure the merge that follows rebuilds."""
+        from vzcli import ann
+
+        if self.builder is None:
+            return self.close()
+        guard.mode = "stop-merge"
+        try:
+            new_file = self.builder.finish(seq)
+            ann.install(self.store, self.name, row, None, new_file, self.dead, self.builder.max_key,
+                        self.builder.nodes, 0, seq)
+        except KeyboardInterrupt:
+            result.notes.append(f"interrupted while building the ANN file of {self.name!r}; queries stay correct "
+                                f"(recent writes are searched exactly); the next write or 'vz optimize {self.name}' "
+                                "builds it.")
+        except (VzError, OSError, RuntimeError, ValueError):
+            pass  # the merge after the commit rebuilds from SQLite
+        finally:
+            guard.mode = "record"
+            self.close()
+
+    def close(self) -> None:
+        if self.builder is not None:
+            self.builder.abort()
+            self.builder = None
+        self._locks.close()
+
 
 def _index_values(props: dict[str, tuple[int, str]], rec: Any, key: int, out: list[tuple[int, Any, int]]) -> None:
     """Append the (metadata index, value, key) rows of record `rec` stored under `key`."""
