@@ -21,8 +21,8 @@ N, DIMS = 3000, 8  # above the default merge threshold (2000)
 def _ndjson(ids: list[str], seed: int) -> io.BytesIO:
     rng = np.random.default_rng(seed)
     vals = rng.random((len(ids), DIMS)) + 0.01
-    return io.BytesIO("".join('{"id":"%s","values":[%s]}\n' % (v, ",".join(f"{x:.5f}" for x in row))
-                              for v, row in zip(ids, vals, strict=True)).encode())
+    lines = [f'{{"id":"{v}","values":[{",".join(f"{x:.5f}" for x in row)}]}}\n' for v, row in zip(ids, vals, strict=True)]
+    return io.BytesIO("".join(lines).encode())
 
 
 def _row(store: Store) -> dict[str, object]:
