@@ -267,8 +267,9 @@ def test_sigint_exit_code_says_whether_data_changed(tmp_path: Path) -> None:
     for rnd, (verb, point) in enumerate((v, p) for p in points for v in ("insert", "upsert")):
         name = f"i{rnd}"
         assert _vz(store, "create", name, "--dimensions", str(DIMS), "--metric", "cosine").returncode == 0
+        # a session of its own, so that the signal goes to its whole process group, as Ctrl-C does
         proc = subprocess.Popen([VZ, verb, name, "--file", "-", "--json"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
         assert proc.stdin is not None
         upto = int(float(point.split(":")[1]) * INT_N) if point.startswith("fed:") else INT_N
         proc.stdin.write(b"".join(lines[:upto]))
@@ -282,7 +283,10 @@ def test_sigint_exit_code_says_whether_data_changed(tmp_path: Path) -> None:
             d = store / "indexes" / name
             _wait_for(proc, lambda d=d: any(p.name.startswith(".tmp-") for p in d.iterdir()))
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            try:
+                os.killpg(proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass  # it has just finished
         out, err = proc.communicate(timeout=120)
         count, muts = _index_state(store, name)
         where = f"{verb} SIGINT at {point}: exit {proc.returncode}\n{err.decode()}"

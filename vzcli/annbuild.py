@@ -41,8 +41,10 @@ class Builder:
         self.nodes = 0
         self.max_key = 0
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        # its own session: Ctrl-C in the terminal is the parent's to handle (the child also ignores
+        # SIGINT); if the parent dies, the child reads EOF and exits without publishing
         self.proc = subprocess.Popen([sys.executable, "-m", "vzcli.annbuild"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, env=env)
+                                     stdout=subprocess.PIPE, env=env, start_new_session=True)
         assert self.proc.stdin is not None
         self.proc.stdin.write(orjson.dumps({"row": {k: row[k] for k in _ROW_KEYS}, "dir": str(d)}) + b"\n")
 
