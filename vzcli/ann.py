@@ -365,9 +365,9 @@ def merge_lock(d: Path, *, wait: bool):
 
 
 def delta_count(conn: sqlite3.Connection, index_id: int, max_key: int) -> int:
-    # `+index_id`: walk the key range (the delta), not every row of the index
-    return conn.execute("SELECT count(*) FROM vectors WHERE key > ? AND +index_id = ?",
-                        (max_key, index_id)).fetchone()[0]
+    # index vectors_key: the delta of this index only, whatever the other indexes hold
+    return conn.execute("SELECT count(*) FROM vectors WHERE index_id = ? AND key > ?",
+                        (index_id, max_key)).fetchone()[0]
 
 
 def needs_work(conn: sqlite3.Connection, row: dict[str, Any], store: Store) -> str | None:
@@ -427,8 +427,8 @@ def maintain(store: Store, name: str, *, force: str | None = None, threads: int 
                 tomb = row["ann_tombstones"] + len(removable)
             max_key = start_key
             added = 0
-            cur = rc.execute("SELECT key, vec FROM vectors WHERE key > ? AND +index_id = ? ORDER BY key",
-                             (start_key, row["id"]))
+            cur = rc.execute("SELECT key, vec FROM vectors WHERE index_id = ? AND key > ? ORDER BY key",
+                             (row["id"], start_key))
             while True:
                 batch = cur.fetchmany(CHUNK)
                 if not batch:
@@ -440,22 +440,31 @@ def maintain(store: Store, name: str, *, force: str | None = None, threads: int 
                 added += len(batch)
         nodes = nodes0 + added
         new_file = publish(idx, d, seq) if nodes else None
-        with store.write() as wc:
-            cur_row = _row(wc, name)
-            if cur_row is None or cur_row["id"] != row["id"] or cur_row["ann_file"] != base_file:
-                if new_file:
-                    (d / new_file).unlink(missing_ok=True)
-                return None
-            if dead:
-                wc.execute("DELETE FROM dead_keys WHERE index_id = ? AND key IN (SELECT value FROM json_each(?))",
-                           (row["id"], json_keys(dead)))
-            still_dead = wc.execute("SELECT count(*) FROM dead_keys WHERE index_id = ? AND key <= ?",
-                                    (row["id"], max_key)).fetchone()[0]
-            wc.execute("""UPDATE indexes SET ann_file = ?, ann_max_key = ?, ann_nodes = ?, ann_dead = ?,
-                          ann_tombstones = ?, ann_seq = ? WHERE id = ?""",
-                       (new_file, max_key, nodes, still_dead, tomb, seq, row["id"]))
-        sweep(d, new_file)
-        return action
+        return action if install(store, name, row, base_file, new_file, dead, max_key, nodes, tomb, seq) else None
+
+
+def install(store: Store, name: str, row: dict[str, Any], base_file: str | None, new_file: str | None,
+            dead: list[int], max_key: int, nodes: int, tomb: int, seq: int) -> bool:
+    """Point the catalog at the published `new_file` (built on `base_file`, holding keys up to
+    `max_key`; `dead` were the dead keys when the build began) unless another process changed
+    the index's file meanwhile (compare-and-swap); then sweep the old files. False if it lost."""
+    d = store.index_dir(name)
+    with store.write() as wc:
+        cur_row = _row(wc, name)
+        if cur_row is None or cur_row["id"] != row["id"] or cur_row["ann_file"] != base_file:
+            if new_file:
+                (d / new_file).unlink(missing_ok=True)
+            return False
+        if dead:
+            wc.execute("DELETE FROM dead_keys WHERE index_id = ? AND key IN (SELECT value FROM json_each(?))",
+                       (row["id"], json_keys(dead)))
+        still_dead = wc.execute("SELECT count(*) FROM dead_keys WHERE index_id = ? AND key <= ?",
+                                (row["id"], max_key)).fetchone()[0]
+        wc.execute("""UPDATE indexes SET ann_file = ?, ann_max_key = ?, ann_nodes = ?, ann_dead = ?,
+                      ann_tombstones = ?, ann_seq = ? WHERE id = ?""",
+                   (new_file, max_key, nodes, still_dead, tomb, seq, row["id"]))
+    sweep(d, new_file)
+    return True
 
 
 def _row(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:

@@ -98,10 +98,16 @@ def _m001_initial(db: Any) -> None:
     db["mutations"].create_index(["index_id", "seq"])
 
 
+def _m002_vectors_by_index_key(db: Any) -> None:
+    """Each index's records in key order: the delta of one index (`index_id = ? AND key > ?`) is
+    found without walking the keys of every other index in the store."""
+    db.execute("CREATE INDEX IF NOT EXISTS vectors_key ON vectors(index_id, key)")
+
+
 # To add a migration: append `_mNNN_what(db)` to MIGRATIONS. It runs inside the write transaction
 # that sets `user_version`; raise OLDEST_READABLE to its number only if read commands cannot use a
 # catalog that lacks it (a read never migrates: it asks the user to run a write instead).
-MIGRATIONS: list[Callable[[Any], None]] = [_m001_initial]
+MIGRATIONS: list[Callable[[Any], None]] = [_m001_initial, _m002_vectors_by_index_key]
 SCHEMA_VERSION = len(MIGRATIONS)
 OLDEST_READABLE = 1
 
