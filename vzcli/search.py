@@ -185,6 +185,16 @@ def _live_matching(conn: sqlite3.Connection, keys: list[int], where: str, params
     return {k for (k,) in conn.execute(sql, [json_keys(keys), *params])}
 
 
+def exact_cap(k: int, live: int) -> int:
+    """Up to this many candidates, exact search costs about what HNSW does (usearch-notes §6)."""
+    return max(256, int(2 * math.sqrt(k * max(live, 1))))
+
+
+def hnsw_pays(k: int, live: int) -> bool:
+    """Whether an unfiltered top-`k` over `live` records should search the HNSW file at all."""
+    return live > exact_cap(k, live)
+
+
 def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np.ndarray, k: int,
            namespace: str | None, comp: Compiled | None, *, exact: bool = False,
            recheck: bool = False, resident: bool = False) -> tuple[list[tuple[float, int]], Plan]:
@@ -200,14 +210,17 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     live = row["vector_count"]
     if live == 0:
         return [], Plan("empty", 0)
-    view = None
-    if not exact and row["ann_file"] is not None:
-        view = ann.open_view(index_dir / row["ann_file"], row)
     restricted = namespace is not None or comp is not None
-    if view is None:
+    opened = None
+    # below the size where HNSW pays (the planner's own cap), exact is as cheap and never misses
+    if not exact and row["ann_file"] is not None and (restricted or hnsw_pays(k, live)):
+        opened = ann.open_file(index_dir / row["ann_file"], row)
+        if opened is not None and resident and opened.fv is not None and not opened.fv.make_resident():
+            opened = None  # the file changed since it was sealed: neither score from it nor search it
+    if opened is None:
         where, params = _cond(index_id, namespace, comp, drive=True)
         return _exact(conn, metric, q, k, where, params, dims), Plan("exact")
-    fv = ann.file_vectors(view, index_dir / row["ann_file"], row, conn, resident=resident)
+    view, fv = opened.view, opened.fv
     max_key = row["ann_max_key"]
     # Records newer than the file (the delta) are always searched exactly.
     dwhere, dparams = _cond(index_id, namespace, comp, drive=False, by_key=True)
@@ -218,7 +231,7 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     # one positive clause and no namespace: the metadata index alone lists the (live) candidates
     by_driver = namespace is None and comp is not None and comp.driver_only
     if restricted:
-        cap = max(256, int(2 * math.sqrt(k * max(live, 1))))
+        cap = exact_cap(k, live)
         cwhere, cparams = _cond(index_id, namespace, comp, drive=True)
         if by_driver:
             assert comp is not None and comp.driver is not None
