@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -111,6 +112,12 @@ class Store:
         self.lock_timeout = lock_timeout if lock_timeout is not None else (
             float(env_timeout) if env_timeout else DEFAULT_LOCK_TIMEOUT)
         self._conn: sqlite3.Connection | None = None
+        # reads on threads other than the one that opened `_conn` (vz serve's workers) get a
+        # connection each: one connection cannot hold two threads' read transactions at once
+        self._owner = threading.get_ident()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
 
     # --- paths ---
     @property
@@ -146,6 +153,7 @@ class Store:
         except sqlite3.DatabaseError as e:
             raise StoreError(f"Cannot open the catalog {self.catalog_path}: {e}") from None
         self._conn = conn  # _migrate writes through self.write(), which needs it
+        self._owner = threading.get_ident()
         try:
             self._migrate(conn)
         except BaseException:
@@ -212,9 +220,31 @@ class Store:
                 conn.execute(f"PRAGMA user_version = {number + 1}")
 
     def close(self) -> None:
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+            self._local = threading.local()
+        for r in readers:
+            r.close()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def _reader(self) -> sqlite3.Connection | None:
+        """The connection this thread reads through (see `_readers`)."""
+        conn = self.conn()
+        if conn is None or threading.get_ident() == self._owner:
+            return conn
+        local = self._local
+        rc: sqlite3.Connection | None = getattr(local, "conn", None)
+        if rc is None:
+            try:
+                rc = self._connect(self.catalog_path)
+            except sqlite3.OperationalError:
+                rc = self._connect_read_only()
+            local.conn = rc
+            with self._readers_lock:
+                self._readers.append(rc)
+        return rc
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -246,7 +276,7 @@ class Store:
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection | None]:
         """A consistent read snapshot (a deferred transaction), or None for a missing store."""
-        conn = self.conn()
+        conn = self._reader()
         if conn is None:
             yield None
             return
