@@ -42,11 +42,10 @@ def _file(st: Store) -> Path:
     return st.index_dir("p") / _row(st)["ann_file"]
 
 
-@pytest.fixture
-def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Store, dict[str, np.ndarray]]:
+def _make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int) -> tuple[Store, dict[str, np.ndarray]]:
     monkeypatch.setenv("VZ_MERGE_THRESHOLD", "100")
     ann._OPEN.clear()
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     st = Store(tmp_path / "store")
     be = LocalBackend(st)
     be.create_index("p", dimensions=DIMS, metric="cosine")
@@ -55,6 +54,11 @@ def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Store, dict[
     be.insert("p", _lines(model))
     assert _row(st)["ann_file"] is not None
     return st, model
+
+
+@pytest.fixture
+def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Store, dict[str, np.ndarray]]:
+    return _make(tmp_path, monkeypatch, 3)
 
 
 def _assert_exact(be: LocalBackend, model: dict[str, np.ndarray], ids: list[str], **kw: object) -> None:
@@ -206,15 +210,7 @@ def test_a_crash_between_the_file_and_the_catalog_leaves_a_store_that_answers_ri
 
 def test_a_usearch_version_of_unknown_layout_uses_no_file_vectors(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(usearch_file, "KNOWN_VERSIONS", frozenset({"0.0.1"}))
-    monkeypatch.setenv("VZ_MERGE_THRESHOLD", "100")
-    ann._OPEN.clear()
-    rng = np.random.default_rng(8)
-    st = Store(tmp_path / "store")
-    be = LocalBackend(st)
-    be.create_index("p", dimensions=DIMS, metric="cosine")
-    be.create_metadata_index("p", "n", "number")
-    model = {f"v{i}": rng.standard_normal(DIMS).astype(np.float32) for i in range(N)}
-    be.insert("p", _lines(model))
+    st, model = _make(tmp_path, monkeypatch, 8)
     s = published.read_seal(_file(st), _file(st).stat(), _row(st))
     assert isinstance(s, published.Seal) and not s.head["vectors"]  # identity only
     opened = ann.open_file(_file(st), _row(st))
