@@ -317,3 +317,24 @@ def test_sqlite_connections_are_per_thread(tmp_path) -> None:
     assert seen[0] is st.conn() and seen[1] is not None and seen[1] is not seen[0]
     st.close()
     assert st._readers == []
+
+
+def test_resident_caches_follow_every_commit(built) -> None:
+    """A resident backend caches catalog facts between commits; a commit by another connection
+    or by its own must show in the next query (new records in the delta, deleted records gone)."""
+    st, model = built
+    be = LocalBackend(st, resident=True)
+    other = LocalBackend(Store(st.path), resident=False)
+    q = np.full(DIMS, 0.25, dtype=np.float32)
+    assert be.query("p", vector=q.tolist(), top_k=1)["matches"][0]["score"] < 0.99
+    for writer, vid in ((other, "new-a"), (be, "new-b")):
+        writer.insert("p", io.BytesIO(json.dumps({"id": vid, "values": q.tolist()}).encode() + b"\n"))
+        top = be.query("p", vector=q.tolist(), top_k=2)["matches"]
+        assert vid in {m["id"] for m in top} and top[0]["score"] == pytest.approx(1.0)
+        writer.delete_by_ids("p", [vid])
+        assert vid not in {m["id"] for m in be.query("p", vector=q.tolist(), top_k=2)["matches"]}
+    # a record in the file deleted by another connection never comes back
+    target = model["v42"]
+    assert be.query("p", vector=target.tolist(), top_k=1)["matches"][0]["id"] == "v42"
+    other.delete_by_ids("p", ["v42"])
+    assert "v42" not in {m["id"] for m in be.query("p", vector=target.tolist(), top_k=5)["matches"]}

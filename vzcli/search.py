@@ -197,12 +197,14 @@ def hnsw_pays(k: int, live: int) -> bool:
 
 def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np.ndarray, k: int,
            namespace: str | None, comp: Compiled | None, *, exact: bool = False,
-           recheck: bool = False, resident: bool = False) -> tuple[list[tuple[float, int]], Plan]:
+           recheck: bool = False, resident: bool = False, no_delta: bool = False,
+           ) -> tuple[list[tuple[float, int]], Plan]:
     """Top-k (distance, key) pairs, best first, using the cheapest path that meets the recall goal.
 
     When `plan.trusted` is set, the keys were taken from the HNSW file without asking SQLite
     whether they are still live (no deletes since the file was built): a caller that then finds
-    a key missing must search again with `recheck=True`.
+    a key missing must search again with `recheck=True`. `no_delta`: the caller knows that no
+    record is newer than the file (see `reads.Snapshot`), so the delta's exact search is skipped.
     """
     metric, dims, index_id = row["metric"], row["dimensions"], row["id"]
     if comp is not None and comp.never:
@@ -224,7 +226,7 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     max_key = row["ann_max_key"]
     # Records newer than the file (the delta) are always searched exactly.
     dwhere, dparams = _cond(index_id, namespace, comp, drive=False, by_key=True)
-    delta = _exact(conn, metric, q, k, f"v.key > ? AND {dwhere}", [max_key, *dparams], dims)
+    delta = [] if no_delta else _exact(conn, metric, q, k, f"v.key > ? AND {dwhere}", [max_key, *dparams], dims)
 
     plan = Plan("hnsw", fv=fv)
     pwhere, pparams = _cond(index_id, namespace, comp, drive=False, by_key=True)
