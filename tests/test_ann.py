@@ -196,8 +196,8 @@ def test_optimize(vz, store, monkeypatch) -> None:
     r = vz("optimize", "o", "--json")
     assert r.exit_code == 0, r.stderr
     out = r.json()
-    assert {k: out[k] for k in ("index", "action", "vectorCount", "annNodes")} == {
-        "index": "o", "action": "rebuild", "vectorCount": 118, "annNodes": 118}
+    assert {k: out[k] for k in ("index", "action", "vectorCount", "annNodes", "efSearch")} == {
+        "index": "o", "action": "rebuild", "vectorCount": 118, "annNodes": 118, "efSearch": 64}
     assert isinstance(out["seconds"], float)
     files = list((store / "indexes" / "o").glob("ann-*.usearch"))
     assert len(files) == 1
@@ -351,3 +351,10 @@ def test_queries_stay_right_while_another_process_merges(tmp_path, monkeypatch, 
     assert {r["id"] for r in final.get_by_ids("ann", stable)} == set(stable)
     files = [p.name for p in (root / "indexes" / "ann").glob("ann-*.usearch")]
     assert files == [_row(final.store, "ann")["ann_file"]]
+
+
+def test_ef_search_follows_the_graph_size() -> None:
+    from vzcli.ann import ef_search_for
+
+    assert [ef_search_for(n) for n in (0, 1000, 100_000, 100_001, 1_000_000, 5_000_000, 20_000_000, 10**9)] == \
+        [64, 64, 64, 72, 128, 208, 320, 512]

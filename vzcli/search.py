@@ -249,7 +249,8 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     nodes = max(row["ann_nodes"], 1)
     alive_frac = max(nodes - row["ann_dead"], 1) / nodes
     # restricted: N_c > cap, so start wide enough that ~k matches usually come back in one pass
-    count = max(12 * k, 128) if restricted else int(math.ceil(k / alive_frac)) + 8
+    # usearch searches with ef = max(expansion_search, count): at least 2k follows a large top-k
+    count = max(12 * k, 128) if restricted else max(int(math.ceil(k / alive_frac)) + 8, 2 * k)
     # With no deletes since the file was built and no filter, every HNSW key is live: skip the check.
     plan.trusted = not restricted and row["ann_dead"] == 0 and not recheck
     found: list[tuple[float, int]] = []

@@ -195,7 +195,8 @@ class Writes:
         with self.store.read() as conn:
             row = _row(conn, name)
         return {"index": name, "action": did or "none", "vectorCount": row["vector_count"],
-                "annNodes": row["ann_nodes"], "seconds": round(time.monotonic() - t, 3)}
+                "annNodes": row["ann_nodes"], "efSearch": row["expansion_search"],
+                "seconds": round(time.monotonic() - t, 3)}
 
 def _index_values(props: dict[str, tuple[int, str]], rec: Any, key: int, out: list[tuple[int, Any, int]]) -> None:
     """Append the (metadata index, value, key) rows of record `rec` stored under `key`."""
