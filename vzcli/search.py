@@ -224,12 +224,11 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
         return _exact(conn, metric, q, k, where, params, dims), Plan("exact")
     view, fv = opened.view, opened.fv
     max_key = row["ann_max_key"]
+    pwhere, pparams = _cond(index_id, namespace, comp, drive=False, by_key=True)
     # Records newer than the file (the delta) are always searched exactly.
-    dwhere, dparams = _cond(index_id, namespace, comp, drive=False, by_key=True)
-    delta = [] if no_delta else _exact(conn, metric, q, k, f"v.key > ? AND {dwhere}", [max_key, *dparams], dims)
+    delta = [] if no_delta else _exact(conn, metric, q, k, f"v.key > ? AND {pwhere}", [max_key, *pparams], dims)
 
     plan = Plan("hnsw", fv=fv)
-    pwhere, pparams = _cond(index_id, namespace, comp, drive=False, by_key=True)
     # one positive clause and no namespace: the metadata index alone lists the (live) candidates
     by_driver = namespace is None and comp is not None and comp.driver_only
     if restricted:
