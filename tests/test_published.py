@@ -164,8 +164,11 @@ def test_a_replaced_truncated_or_unsealed_file_answers_right_and_is_resealed(bui
         _assert_exact(LocalBackend(st, resident=resident), model, ["v2", "v300"])
         _assert_exact(LocalBackend(st, resident=resident), model, ["v9"], filter={"n": {"$lt": 40}})
     assert ann.needs_work(st.conn(), row, st) == "seal"
+    with st.write() as c:  # as an older vz left it: ef_search not yet chosen by size
+        c.execute("UPDATE indexes SET expansion_search = 24")
     LocalBackend(st).upsert("p", _lines({"v1": model["v1"]}))  # unchanged record: no new file due
     after = _row(st)
+    assert after["expansion_search"] == 64
     if damage == "truncate":
         assert after["ann_file"] != row["ann_file"]  # could not be verified: rebuilt from SQLite
     else:

@@ -315,10 +315,19 @@ def maintain(store: Store, name: str, *, force: str | None = None, threads: int 
             action = force or needs_work(rc, row, store)
             if action is None:
                 return None
-            if action == "seal":
-                if _reseal(rc, d / row["ann_file"], row):
-                    return "seal"
-                action = "rebuild"  # the file does not hold what SQLite says: start over
+            resealed = action == "seal" and _reseal(rc, d / row["ann_file"], row)
+        if resealed:
+            with store.write() as wc:  # an older vz's file: give it the ef_search of its size too
+                wc.execute("UPDATE indexes SET expansion_search = ? WHERE id = ? AND ann_file = ?",
+                           (ef_search_for(row["ann_nodes"]), row["id"], row["ann_file"]))
+            return "seal"
+        if action == "seal":
+            action = "rebuild"  # the file does not hold what SQLite says: start over
+        with store.read() as rc:
+            assert rc is not None
+            row = _row(rc, name)
+            if row is None:
+                return None
             if action == "merge" and (row["ann_file"] is None or file_state(d / row["ann_file"], row) != "sealed"):
                 action = "rebuild"
             base_file = row["ann_file"]
