@@ -42,7 +42,8 @@ main()
 def _run(cmd: list[str]) -> tuple[float, float, int, int, int]:
     """(wall s, CPU s, peak RSS KiB, anonymous RSS KiB at exit, file-backed RSS KiB at exit)."""
     t = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # cwd "/": `python -c` puts the working directory first on sys.path (a checkout's vzcli would win)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/")
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t
     err = p.stderr.read().decode() if p.stderr else ""
