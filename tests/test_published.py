@@ -318,6 +318,25 @@ def test_sqlite_connections_are_per_thread(tmp_path) -> None:
     t.start()
     t.join()
     assert seen[0] is st.conn() and seen[1] is not None and seen[1] is not seen[0]
+    # a write on another thread while this one holds a read transaction (vz serve's background
+    # merge while a query runs): each has its own connection, so neither disturbs the other
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            LocalBackend(st).insert("p", io.BytesIO(b'{"id": "a", "values": [1, 2, 3]}\n'))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    with st.read() as c:
+        assert c is not None
+        before = c.execute("SELECT count(*) FROM vectors").fetchone()[0]
+        t = threading.Thread(target=write)
+        t.start()
+        t.join()
+        assert not errors, errors
+        assert c.execute("SELECT count(*) FROM vectors").fetchone()[0] == before  # its snapshot
+    assert LocalBackend(st).info("p")["vectorCount"] == 1
     st.close()
     assert st._readers == []
 

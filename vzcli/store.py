@@ -112,8 +112,8 @@ class Store:
         self.lock_timeout = lock_timeout if lock_timeout is not None else (
             float(env_timeout) if env_timeout else DEFAULT_LOCK_TIMEOUT)
         self._conn: sqlite3.Connection | None = None
-        # reads on threads other than the one that opened `_conn` (vz serve's workers) get a
-        # connection each: one connection cannot hold two threads' read transactions at once
+        # threads other than the one that opened `_conn` (vz serve's workers) get a connection
+        # each: one connection cannot hold two threads' transactions at once
         self._owner = threading.get_ident()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -229,9 +229,9 @@ class Store:
             self._conn.close()
             self._conn = None
 
-    def _reader(self) -> sqlite3.Connection | None:
-        """The connection this thread reads through (see `_readers`)."""
-        conn = self.conn()
+    def _thread_conn(self, *, create: bool = False) -> sqlite3.Connection | None:
+        """The connection this thread reads and writes through (see `_readers`)."""
+        conn = self.conn(create=create)
         if conn is None or threading.get_ident() == self._owner:
             return conn
         local = self._local
@@ -249,7 +249,7 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding SQLite's write lock; rolled back on any exception."""
-        conn = self.conn(create=True)
+        conn = self._thread_conn(create=True)
         assert conn is not None
         start = time.monotonic()
         try:
@@ -276,7 +276,7 @@ class Store:
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection | None]:
         """A consistent read snapshot (a deferred transaction), or None for a missing store."""
-        conn = self._reader()
+        conn = self._thread_conn()
         if conn is None:
             yield None
             return
