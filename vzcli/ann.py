@@ -73,6 +73,19 @@ class Opened:
     fv: FileVectors | None
 
 
+_PATHS: dict[tuple[Path, str], Path] = {}
+
+
+def file_path(index_dir: Path, name: str) -> Path:
+    """`index_dir / name`, memoised (pathlib's join costs more than the rest of opening a cached file)."""
+    p = _PATHS.get((index_dir, name))
+    if p is None:
+        if len(_PATHS) > 256:
+            _PATHS.clear()
+        p = _PATHS[(index_dir, name)] = index_dir / name
+    return p
+
+
 _OPEN: dict[tuple[str, int, int, int], Opened] = {}
 _OPEN_MAX = 8
 _LOCK = threading.Lock()  # guards the caches: `vz serve` answers queries on several threads

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -53,7 +54,7 @@ class Snapshot:
     several threads in `vz serve`), so nothing here is shared.
     """
 
-    __slots__ = ("conn", "stamp", "rows", "props", "delta_empty", "dead_free")
+    __slots__ = ("conn", "stamp", "rows", "props", "delta_empty", "dead_free", "dirs")
 
     def __init__(self, conn: sqlite3.Connection, stamp: tuple[int, int]) -> None:
         self.conn, self.stamp = conn, stamp
@@ -61,12 +62,19 @@ class Snapshot:
         self.props: dict[int, dict[str, tuple[int, str]]] = {}
         self.delta_empty: dict[int, bool] = {}
         self.dead_free: dict[int, bool] = {}
+        self.dirs: dict[str, Path] = {}
 
     def row(self, name: str) -> dict[str, Any]:
         r = self.rows.get(name)
         if r is None:
             r = self.rows[name] = _row(self.conn, name)
         return r
+
+    def index_dir(self, store: Store, name: str) -> Path:
+        d = self.dirs.get(name)
+        if d is None:
+            d = self.dirs[name] = store.index_dir(name)
+        return d
 
     def meta(self, index_id: int) -> dict[str, tuple[int, str]]:
         p = self.props.get(index_id)
@@ -237,7 +245,7 @@ class Reads:
                 for p in comp.unindexed:
                     warn(f"filter property {p!r} has no metadata index on {name!r}, so it matches nothing; "
                          f"create one with: vz create-metadata-index {name} --property-name {p} --type string|number|boolean")
-            index_dir = self.store.index_dir(name)
+            index_dir = snap.index_dir(self.store, name) if snap is not None else self.store.index_dir(name)
             hits, plan = search.search(conn, row, index_dir, q, int(top_k), namespace, comp, exact=exact,
                                        resident=self.resident, no_delta=snap is not None and snap.no_delta(row))
             details = self._match_details(conn, row, plan, hits, return_values, return_metadata, snap)

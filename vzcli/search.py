@@ -216,7 +216,7 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     opened = None
     # below the size where HNSW pays (the planner's own cap), exact is as cheap and never misses
     if not exact and row["ann_file"] is not None and (restricted or hnsw_pays(k, live)):
-        opened = ann.open_file(index_dir / row["ann_file"], row)
+        opened = ann.open_file(ann.file_path(index_dir, row["ann_file"]), row)
         if opened is not None and resident and opened.fv is not None and not opened.fv.make_resident():
             opened = None  # the file changed since it was sealed: neither score from it nor search it
     if opened is None:
