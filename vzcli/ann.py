@@ -368,7 +368,9 @@ def maintain(store: Store, name: str, *, force: str | None = None, threads: int 
                 tomb = row["ann_tombstones"] + len(removable)
             max_key = start_key
             added = 0
-            if not threads and nodes0 + delta_count(rc, row["id"], start_key) < SMALL_GRAPH:
+            # (a rebuild knows its size; counting by key range would walk other indexes' rows)
+            size = row["vector_count"] if action == "rebuild" else nodes0 + delta_count(rc, row["id"], start_key)
+            if not threads and size < SMALL_GRAPH:
                 threads = 1  # a racy multi-threaded build of a small graph can leave nodes unreachable
             cur = rc.execute("SELECT key, vec FROM vectors WHERE key > ? AND +index_id = ? ORDER BY key",
                              (start_key, row["id"]))
