@@ -53,7 +53,7 @@ def test_query_breakdown_prints_every_phase(tmp_path: Path) -> None:
     r = _run(tmp_path, "bench/query_breakdown.py", "--sizes", "300x16", "--queries", "20")
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [ln for ln in r.stdout.splitlines() if ln.startswith("| 300x16 |")]
-    assert len(rows) == 12
+    assert len(rows) == 11
     assert rows[-1].startswith("| 300x16 | ratio vz / raw usearch | ") and rows[-1].endswith("x |")
 
 

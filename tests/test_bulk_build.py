@@ -55,7 +55,8 @@ def test_bulk_insert_builds_the_file_during_the_write(be, monkeypatch) -> None:
     row = _row(be.store)
     assert row["ann_file"] is not None
     assert (row["ann_nodes"], row["ann_max_key"], row["ann_dead"], row["vector_count"]) == (N, row["top"], 0, N)
-    assert sorted(p.name for p in be.store.index_dir("k").iterdir()) == sorted([row["ann_file"], "merge.lock"])
+    assert sorted(p.name for p in be.store.index_dir("k").iterdir()) == sorted(
+        [row["ann_file"], "merge.lock", f"seal-{row['ann_file']}"])  # published with its seal
     assert doctor_run(be.store, "k").healthy
 
 

@@ -15,7 +15,7 @@ from vzcli.local import LocalBackend
 from vzcli.store import Store
 
 # tables whose size grows with the records of every index in the store
-BIG_TABLES = ("vectors", "mvals", "dead_keys", "mutations")
+BIG_TABLES = ("vectors", "mvals", "dead_keys", "mutations", "v")  # v: the query path's alias of vectors
 SCAN = re.compile(r"^SCAN (?:TABLE )?(\w+)")
 # a key range with no index id walks the keys of every index in the store
 KEY_RANGE = re.compile(r"^SEARCH (?:TABLE )?(\w+) USING INTEGER PRIMARY KEY \(rowid[<>]")
@@ -73,4 +73,33 @@ def test_write_path_plans_use_indexes(tmp_path, monkeypatch, has_file) -> None:
     finally:
         conn.set_trace_callback(None)
     assert any("key >" in s for s in seen)  # the delta and merge statements ran
+    assert _scans(str(store.catalog_path), seen) == {}
+
+
+def test_query_plans_use_indexes(tmp_path, monkeypatch) -> None:
+    """A query of an index with a file and a delta reads the delta through its own index id: the
+    records of an index created later (all keys above the file's) are never walked."""
+    monkeypatch.setenv("VZ_MERGE_THRESHOLD", "5")
+    store = Store(tmp_path / "s")
+    be = LocalBackend(store, resident=False)
+    rng = np.random.default_rng(1)
+    be.create_index("small", dimensions=4, metric="cosine")
+    be.create_metadata_index("small", "tag", "string")
+    be.insert("small", _lines([f"s{i}" for i in range(400)], rng))  # above the planner's exact cap
+    be.create_index("big", dimensions=4, metric="cosine")
+    be.insert("big", _lines([f"b{i}" for i in range(300)], rng))
+    monkeypatch.setenv("VZ_MERGE_THRESHOLD", "1000")
+    be.insert("small", _lines(["d1", "d2", "d3"], rng))  # a delta, keys above big's
+    conn = store.conn()
+    assert conn is not None
+    seen: list[str] = []
+    conn.set_trace_callback(seen.append)
+    try:
+        q = [0.5, 0.2, 0.1, 0.9]
+        be.query("small", vector=q, top_k=5)
+        be.query("small", vector=q, top_k=5, namespace="none")
+        be.query("small", vector=q, top_k=5, filter={"tag": "t1"})
+    finally:
+        conn.set_trace_callback(None)
+    assert any("key >" in s for s in seen)  # the delta was searched
     assert _scans(str(store.catalog_path), seen) == {}

@@ -117,7 +117,8 @@ def main() -> int:
     while True:
         kind, arg = q.get()
         if kind == "add":
-            idx.add(*arg, threads=0)
+            # a small graph is built with one thread, as in ann.maintain (a racy build can strand nodes)
+            idx.add(*arg, threads=1 if len(idx) + len(arg[0]) < ann.SMALL_GRAPH else 0)
         elif kind == "abort":
             return 1
         else:

@@ -277,7 +277,8 @@ class Writes:
         with self.store.read() as conn:
             row = _row(conn, name)
         return {"index": name, "action": did or "none", "vectorCount": row["vector_count"],
-                "annNodes": row["ann_nodes"], "seconds": round(time.monotonic() - t, 3)}
+                "annNodes": row["ann_nodes"], "efSearch": row["expansion_search"],
+                "seconds": round(time.monotonic() - t, 3)}
 
 class _BulkBuild:
     """A bulk write into an index without an ANN file builds the file while it is written
