@@ -89,3 +89,58 @@ def test_compare_refuses_bad_arguments_before_doing_anything(tmp_path: Path, arg
     r = _run(tmp_path, "bench/compare.py", *args, "--no-write")
     assert r.returncode == 2 and r.stderr.rstrip().endswith(message) and "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_blockwise_data_equals_the_one_shot_array(tmp_path: Path) -> None:
+    import numpy as np
+
+    from bench import datagen
+
+    n = datagen._GEN_BLOCK + 37  # more than one block, the last one partial
+    datagen.clustered_to(tmp_path / "d.npy", n, 12, seed=3)
+    assert np.array_equal(np.load(tmp_path / "d.npy"), datagen.clustered(n, 12, seed=3))
+
+
+def test_chunked_exact_topk_equals_one_block() -> None:
+    from bench import datagen
+    from bench.bench_scale import chunked_topk
+
+    data, qs = datagen.clustered_with_queries(3000, 25, 16, seed=4)
+    assert (chunked_topk(data, qs, 10, chunk=700) == datagen.exact_topk(data, qs, 10)).all()
+
+
+@pytest.mark.parametrize(("key", "value", "n", "dim", "expect"), [
+    ("wp_big_over_small", 1.3, 1_000_000, 128, "MISS"),
+    ("wp_big_over_small", 1.3, 5_000_000, 128, "PASS"),
+    ("wp_big_over_small", 3.0, 100_000, 128, ""),  # the goal starts at 1M
+    ("query_rss_mib", 99.0, 1_000_000, 128, "PASS"),
+    ("query_rss_mib", 400.0, 1_000_000, 768, ""),  # stated at 1M x 128 only
+    ("recall", 0.979, 10_000, 128, "MISS"),
+    ("ingest_over_raw", 0.8, 10_000, 128, "PASS"),
+    ("disk_over_raw", 2.21, 10_000, 128, "MISS"),
+])
+def test_scale_goals(key: str, value: float, n: int, dim: int, expect: str) -> None:
+    from bench.bench_scale import verdict
+
+    assert verdict(key, value, n, dim) == expect
+
+
+def test_bench_scale_runs_end_to_end(tmp_path: Path) -> None:
+    r = _run(tmp_path, "bench/bench_scale.py", "--sizes", "1500x8", "--runs", "2", "--upsert-runs", "1",
+             "--queries", "12", "--passes", "1", "--no-write")
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "out" / "scale-scratch.json").read_text())["1500x8"]
+    assert (res["n"], res["dim"], res["raw_bytes"]) == (1500, 8, 1500 * 8 * 4)
+    assert res["insert"]["ann_nodes"] == 1500 and res["raw_build"]["rate"] > 0 and res["insert"]["maxrss_kb"] > 0
+    assert res["disk_over_raw"] == res["insert"]["disk_bytes"] / (1500 * 8 * 4)
+    pq = res["per_query"]
+    assert set(pq["cpu"]) == {"raw", "lib", "http"} and pq["nq"] == 12 and pq["ef"] == 64
+    assert 0.9 <= res["recall"] <= 1.0 and 0.9 <= res["recall_http"] <= 1.0 and 0 <= pq["same_as_raw"] <= 1
+    assert set(res["whole_process"]) >= {"big", "small", "floor", "big_over_small", "query_maxrss_kb"}
+    assert set(res["small_upsert"]) >= {"small_in_big_store", "big", "small_alone", "small_over_alone"}
+    goals = [ln for ln in r.stdout.splitlines() if ln.startswith("- 1500x8: ") and "-> **" in ln]
+    assert [ln.split(":")[1].strip() for ln in goals] == [
+        "in-process per query <= 1.5x raw usearch", "HTTP per query <= 1.5x raw usearch",
+        "recall@10 >= 0.98 (goal 0.99)", "insert peak RSS <= raw float32 size", "disk <= 2.2x raw float32",
+        "ingest >= 0.8x raw usearch"]
+    assert not (tmp_path / "out" / "scale.json").exists()
