@@ -58,7 +58,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import common  # noqa: E402
 from bench.common import BENCH, OUT, PY, VZ, med  # noqa: E402
-from bench.peers.runner import du  # noqa: E402
+from bench.peers.runner import du, proc_cpu_ns  # noqa: E402
 
 DEFAULT_SIZES = "10000x128,100000x128,1000000x128,5000000x128,1000000x768"
 K = 10
@@ -293,20 +293,6 @@ def per_query(store: Path, n: int, dim: int, nq: int, passes: int, ef: int | Non
     return json.loads(out.read_text())
 
 
-def _server_cpu_ns(pid: int) -> int:
-    """CPU time of every live thread of process `pid`, in ns (schedstat; /proc/stat ticks as fallback)."""
-    total = 0
-    try:
-        for t in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{t}/schedstat") as fh:
-                total += int(fh.read().split()[0])
-        return total
-    except (OSError, ValueError):
-        with open(f"/proc/{pid}/stat") as fh:
-            f = fh.read().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) * 10**9 // os.sysconf("SC_CLK_TCK")
-
-
 def start_server(store: Path) -> tuple[subprocess.Popen[bytes], int]:
     """`vz serve` on a free port of 127.0.0.1, answering; returns (process, port)."""
     import http.client
@@ -382,14 +368,14 @@ def _per_query_child(store_s: str, qpath: str, out: str, passes: int, ef_overrid
         for p in range(passes):
             for i in range(len(qs)):
                 for m, f in modes.items():
-                    s0 = _server_cpu_ns(srv.pid) if m == "http" else 0
+                    s0 = proc_cpu_ns(srv.pid) if m == "http" else 0
                     c = time.process_time()
                     t = time.perf_counter()
                     got = f(i)
                     wall[m].append(time.perf_counter() - t)
                     c = time.process_time() - c
                     if m == "http":
-                        c += (_server_cpu_ns(srv.pid) - s0) / 1e9
+                        c += (proc_cpu_ns(srv.pid) - s0) / 1e9
                     cpu[m].append(c)
                     if p == 0:
                         ids[m].append(got)
