@@ -588,11 +588,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ef", type=int, default=0, help="ef for raw usearch (default: vz's effective ef from the catalog)")
     ap.add_argument("--reuse", action="store_true", help="reuse the cached raw usearch build and its timing")
     ap.add_argument("--keep-stores", action="store_true", help="keep each size's vz store under bench/out/scale/")
+    ap.add_argument("--quick", action="store_true", help="10000x128, 5 runs, 50 queries, --no-write")
     ap.add_argument("--no-write", action="store_true", help="leave RESULTS.md, scale.png and scale.json alone")
     ap.add_argument("--section", default="scale", help="RESULTS.md section; also names bench/out/SECTION.json and "
                     "bench/SECTION.png (default %(default)s)")
     ap.add_argument("--title", default="S. Scale (issue 17): cost against N", help="heading of that section")
     a = ap.parse_args(argv)
+    if a.quick:
+        a.sizes, a.runs, a.upsert_runs, a.queries, a.no_write = [(10000, 128)], 5, 3, 50, True
     if min(a.runs, a.upsert_runs, a.queries, a.passes) < 1:
         ap.error("--runs, --upsert-runs, --queries and --passes must be at least 1")
     SCALE.mkdir(parents=True, exist_ok=True)

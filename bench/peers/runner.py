@@ -72,13 +72,12 @@ def proc_cpu_ns(pid: int) -> int:
         return (int(f[11]) + int(f[12])) * 10**9 // os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_now(server_pid: int | None) -> float:
-    """CPU seconds so far of this process, its waited-for children and `server_pid`."""
+def _own_cpu() -> float:
+    """CPU seconds so far of this process and the children it has waited for."""
     import resource
 
     ch = resource.getrusage(resource.RUSAGE_CHILDREN)
-    srv = proc_cpu_ns(server_pid) / 1e9 if server_pid else 0.0
-    return time.process_time() + ch.ru_utime + ch.ru_stime + srv
+    return time.process_time() + ch.ru_utime + ch.ru_stime
 
 
 CPU: list[list[float]] = []  # per timed() call: CPU seconds per query in every process doing the work
@@ -95,11 +94,13 @@ def timed(fn, qs, server_pid: int | None = None) -> tuple[list[float], list[list
     """
     lat, ids, cpu = [], [], []
     for q in qs:
-        c = _cpu_now(server_pid)
+        s = proc_cpu_ns(server_pid) if server_pid else 0  # read outside this process's own CPU window
+        c = _own_cpu()
         t = time.perf_counter()
         r = fn(q)
         lat.append(time.perf_counter() - t)
-        cpu.append(_cpu_now(server_pid) - c)
+        c = _own_cpu() - c
+        cpu.append(c + ((proc_cpu_ns(server_pid) - s) / 1e9 if server_pid else 0.0))
         ids.append([int(x) for x in r][:K])
     CPU.append(cpu)
     return lat, ids
