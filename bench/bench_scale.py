@@ -546,7 +546,8 @@ def details(results: dict[str, dict[str, Any]]) -> str:
             f"HTTP {ms(pq['wall']['http'])} (ef {pq['ef']}{same}; raw usearch recall@10 {r.get('recall_raw', float('nan')):.3f}). 10-vector upsert median (min-max): "
             f"1k in this store {rng(up['small_in_big_store'])}, 1k alone {rng(up['small_alone'])}, "
             f"big {rng(up['big'])} (1k here / 1k alone {up['small_over_alone']:.2f}x). Load average "
-            f"{r['load_start']:.1f} -> {r['load_end']:.1f}; {r['seconds'] / 60:.1f} min.")
+            f"{r['load_start']:.1f} -> {r['load_end']:.1f}; {r['seconds'] / 60:.1f} min"
+            + (f"; vz {r['commit']}, {r['when']}" if r.get("commit") else "") + ".")
     return "\n".join(out)
 
 
@@ -599,20 +600,26 @@ def main(argv: list[str] | None = None) -> int:
     if min(a.runs, a.upsert_runs, a.queries, a.passes) < 1:
         ap.error("--runs, --upsert-runs, --queries and --passes must be at least 1")
     SCALE.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(SCALE).free
-    sizes = []
-    for n, dim in a.sizes:
-        need = disk_needed(n, dim)
-        if need > free:
-            print(f"skipping {n}x{dim}: needs about {need / 1e9:.0f} GB of disk, {free / 1e9:.0f} GB free", flush=True)
-            continue
-        sizes.append((n, dim))
     started = common.machine()
     print(f"machine: {started}", flush=True)
     results: dict[str, dict[str, Any]] = {}
-    for n, dim in sizes:
-        results[f"{n}x{dim}"] = measure(n, dim, a)
-        print(report({f"{n}x{dim}": results[f"{n}x{dim}"]}), flush=True)
+    summary = OUT / f"{a.section}.json"
+    for n, dim in a.sizes:
+        need, free = disk_needed(n, dim), shutil.disk_usage(SCALE).free
+        if need > free:
+            print(f"skipping {n}x{dim}: needs about {need / 1e9:.0f} GB of disk, {free / 1e9:.0f} GB free", flush=True)
+            continue
+        r = results[f"{n}x{dim}"] = measure(n, dim, a)
+        r["commit"], r["when"] = common.git_head(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        print(report({f"{n}x{dim}": r}), flush=True)
+        if not a.no_write:  # saved per size: an interrupted run keeps what it measured
+            merged = json.loads(summary.read_text()) if summary.exists() else {}
+            merged[f"{n}x{dim}"] = r
+            merged = dict(sorted(merged.items(), key=lambda kv: (kv[1]["dim"], kv[1]["n"])))
+            summary.write_text(json.dumps(merged, indent=1))
+    shown = results
+    if not a.no_write:  # the table shows every size measured so far (each row says its commit and date)
+        shown = json.loads(summary.read_text()) if summary.exists() else {}
     text = f"""## {a.title}
 
 Command: `.venv/bin/python bench/bench_scale.py {" ".join(argv)}` (machine: {started}).
@@ -625,25 +632,18 @@ Per query: CPU medians over {a.queries} queries x {a.passes} passes, interleaved
 (HTTP = client + server threads); raw usearch searches vz's own file at vz's effective ef.
 recall@10 against brute force over all N rows ({a.queries} queries). Peak RSS from `/usr/bin/time`.
 
-{report(results)}
+{report(shown)}
 
 Details:
-{details(results)}
+{details(shown)}
 
 Goals:
-{chr(10).join(goal_lines(results))}
+{chr(10).join(goal_lines(shown))}
 """
     if not a.no_write:
-        summary = OUT / f"{a.section}.json"
-        merged = json.loads(summary.read_text()) if summary.exists() else {}
-        merged.update(results)
-        merged = dict(sorted(merged.items(), key=lambda kv: (kv[1]["dim"], kv[1]["n"])))
-        summary.write_text(json.dumps(merged, indent=1))
-        text = text.replace(report(results), report(merged)).replace(details(results), details(merged)) \
-            .replace("\n".join(goal_lines(results)), "\n".join(goal_lines(merged)))
-        text += "\n" + chart(merged, BENCH / f"{a.section}.png") + "\n"
         from bench.results import update_section
 
+        text += "\n" + chart(shown, BENCH / f"{a.section}.png") + "\n"
         update_section(a.section, text)
     else:
         (OUT / "scale-scratch.json").write_text(json.dumps(results, indent=1))
