@@ -144,7 +144,9 @@ def test_bench_scale_runs_end_to_end(tmp_path: Path) -> None:
     pq = res["per_query"]
     assert set(pq["cpu"]) == {"raw", "lib", "http"} and pq["nq"] == 12 and pq["ef"] == 64
     assert 0.9 <= res["recall"] <= 1.0 and 0.9 <= res["recall_http"] <= 1.0 and 0 <= pq["same_as_raw"] <= 1
-    assert set(res["whole_process"]) >= {"big", "small", "floor", "big_over_small", "query_maxrss_kb"}
+    assert set(res["whole_process"]) >= {"big", "small", "floor", "big_over_small", "big_over_small_cpu",
+                                         "query_maxrss_kb"}
+    assert res["whole_process"]["big"]["cpu"] > 0 and res["ingest_over_raw_cpu"] > 0
     assert set(res["small_upsert"]) >= {"small_in_big_store", "big", "small_alone", "small_over_alone"}
     goals = [ln for ln in r.stdout.splitlines() if ln.startswith("- 1500x8: ") and "-> **" in ln]
     assert [ln.split(":")[1].strip() for ln in goals] == [
