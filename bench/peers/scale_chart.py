@@ -37,7 +37,8 @@ def main() -> int:
             pts = [(n, v) for n, v in zip(ns, vals, strict=True) if v is not None]
             if pts:
                 ax.plot(*zip(*pts, strict=True), style, color=color, label=f"{label} ({dim}-d)")
-        costs = [("whole-process query", lambda r: r["whole_process"]["big"]["median"], "#d62728"),
+        costs = [("whole-process query (wall)", lambda r: r["whole_process"]["big"]["median"], "#d62728"),
+                 ("whole-process query (CPU)", lambda r: r["whole_process"]["big"].get("cpu"), "#ff9896"),
                  ("raw usearch search (CPU)", lambda r: r["per_query"]["cpu"].get("raw"), "#7f7f7f"),
                  ("library query (CPU)", lambda r: r["per_query"]["cpu"]["lib"], "#1f77b4"),
                  ("HTTP query (client+server CPU)", lambda r: r["per_query"]["cpu"]["http"], "#9467bd")]
