@@ -94,6 +94,9 @@ def summarise(res: dict[str, Any], truth: np.ndarray, ftruth: dict[str, np.ndarr
     if res.get("error"):
         return out
     out["ingest_rate"] = n / res["ingest_s"]
+    # vectors per CPU-second of every process doing the ingest: what the wall rate would be on an
+    # idle single core, and far less disturbed than it by other jobs on a shared machine
+    out["ingest_cpu_rate"] = n / res["ingest_cpu_s"] if res.get("ingest_cpu_s") else None
     pts = []
     for s in res["sweep"]:
         nq = len(s["ids"])
@@ -131,9 +134,11 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         out["note"] = ((out.get("note") or "") + f"; {len(runs) - len(ok)} of {len(runs)} runs failed: "
                        + next(r["error"] for r in runs if r.get("error"))).lstrip("; ")
     out["range"] = {}
-    for key in ("ingest_rate", "disk_bytes"):
-        sp = _spread([r[key] for r in ok])
-        out[key], out["range"][key] = sp["median"], [sp["min"], sp["max"]]
+    for key in ("ingest_rate", "ingest_cpu_rate", "disk_bytes"):
+        vals = [r[key] for r in ok if r.get(key) is not None]
+        if vals:
+            sp = _spread(vals)
+            out[key], out["range"][key] = sp["median"], [sp["min"], sp["max"]]
     out["maxrss_kb"] = max(r["maxrss_kb"] or 0 for r in ok)
     for part, label in (("sweep", "setting"), ("filtered", "label")):
         pts = []
@@ -180,13 +185,13 @@ def _rec(x: float | None) -> str:
 
 
 def table(size: str, summ: dict[str, dict[str, Any]], flabels: list[str]) -> str:
-    head = ("| tool | version | ingest vec/s | setting (cheapest with recall@10 >= 0.95) | recall@10 | p50 | CPU p50 | p99 | QPS | "
+    head = ("| tool | version | ingest vec/s | ingest vec per CPU-s | setting (cheapest with recall@10 >= 0.95) | recall@10 | p50 | CPU p50 | p99 | QPS | "
             + " | ".join(f"filtered {lab}: p50 / CPU / recall" for lab in flabels) + " | disk | peak RSS |")
-    sep = "|" + "---|" * (11 + len(flabels))
+    sep = "|" + "---|" * (12 + len(flabels))
     rows = [head, sep]
     for tool, s in summ.items():
         if s.get("error"):
-            rows.append(f"| {tool} | {s.get('version') or '-'} | not measured: {s['error']} |" + " |" * (8 + len(flabels)))
+            rows.append(f"| {tool} | {s.get('version') or '-'} | not measured: {s['error']} |" + " |" * (9 + len(flabels)))
             continue
         p = s["pick"]
         fl = {f["label"]: f for f in s["filtered"]}
@@ -197,7 +202,8 @@ def table(size: str, summ: dict[str, dict[str, Any]], flabels: list[str]) -> str
             rss_s = f"{rss:.0f} MB client, {s['server_maxrss_kb'] / 1024:.0f} MB server"
         else:
             rss_s = f"{rss:.0f} MB"
-        rows.append(f"| {tool} | {s['version']} | {fmt_range(s, 'ingest_rate', _rate)} | {p['setting']} | "
+        rows.append(f"| {tool} | {s['version']} | {fmt_range(s, 'ingest_rate', _rate)} | "
+                    f"{fmt_range(s, 'ingest_cpu_rate', _rate)} | {p['setting']} | "
                     f"{fmt_range(p, 'recall', _rec)} | {fmt_range(p, 'p50')} | {fmt_range(p, 'cpu50')} | "
                     f"{fmt_ms(p['p99'])} | {p['qps']:,.1f} | " + " | ".join(fcells)
                     + f" | {s['disk_bytes'] / 1e6:.0f} MB | {rss_s} |")
@@ -245,8 +251,14 @@ def verdict(size: str, summ: dict[str, dict[str, Any]]) -> list[str]:
         lines.append(f"- {size} vs {tool}: vz ({v['setting']}) query CPU {lat_r:.2f}x {tool}'s at recall "
                      f"{v['recall']:.3f} vs {p['recall']:.3f} -> query **{'ahead' if q_ok else 'NOT ahead'}**; "
                      f"ingest {ing_r:.2f}x {tool}'s -> ingest **{'ahead' if i_ok else 'NOT ahead'}**"
-                     + _overlap(vz, s))
+                     + _overlap(vz, s) + _cpu_ratio(vz, s))
     return lines
+
+
+def _cpu_ratio(vz: dict[str, Any], peer: dict[str, Any]) -> str:
+    if not vz.get("ingest_cpu_rate") or not peer.get("ingest_cpu_rate"):
+        return ""
+    return f"; per CPU-second vz ingests {vz['ingest_cpu_rate'] / peer['ingest_cpu_rate']:.2f}x"
 
 
 def _overlap(vz: dict[str, Any], peer: dict[str, Any]) -> str:
@@ -360,6 +372,8 @@ query is a whole `vz query` process), one query at a time. Every HNSW tool build
 M={HNSW_BUILD[0]} and ef_construction={HNSW_BUILD[1]}; the `-defaults` rows use the peer's own (chromadb:
 max_neighbors 16, ef_construction 100; LanceDB: m 20, ef_construction 300). Each tool ran {a.repeats}
 time(s), round-robin in a rotating order; figures are medians with (min-max) over the runs.
+Ingest per CPU-s = vectors per CPU-second of every process doing the ingest (for vz-http the
+server's too, background merge included), less disturbed by other jobs than the wall rate.
 `ef=` is the ef a search runs with: max(ef asked, results asked for); vz asks usearch for k + 8 = 18,
 so its "ef=16" runs as ef=18. Ingest = the tool's whole ingest (rows +
 index) from the tool's natural input: NDJSON file for vz (parse included), the numpy array for peers.

@@ -41,6 +41,8 @@ def test_compare_runs_vz_modes_and_usearch_and_reports_a_missing_peer(tmp_path: 
         assert s["error"] is None and s["ingest_rate"] > 0 and s["disk_bytes"] > 0 and s["runs"] == 2, (tool, s)
         lo, hi = s["range"]["ingest_rate"]
         assert lo <= s["ingest_rate"] <= hi
+        # vectors per CPU-second of the processes doing the ingest
+        assert 0 < s["ingest_cpu_rate"] and s["range"]["ingest_cpu_rate"][0] <= s["ingest_cpu_rate"]
         assert [p["setting"] for p in s["sweep"]] == expect
         assert all(0.9 <= p["recall"] <= 1.0 and p["p50"] > 0 for p in s["sweep"]), (tool, s["sweep"])
         if tool != "usearch":  # filtered queries are exact below the planner's cap: recall 1
@@ -197,5 +199,5 @@ def test_repeated_runs_report_medians_with_their_range() -> None:
     assert (p["recall"], p["cpu50"], p["range"]["cpu50"]) == (0.97, 0.002, [0.001, 0.004])
     assert agg["note"] == "1 of 4 runs failed: boom"
     row = table("N", {"vz-lib": agg}, []).splitlines()[4]
-    assert row.startswith("| vz-lib | 1 | 2,000 (1,000-3,000) | ef=18 (asked 16) | 0.970 (0.960-0.990) | "
+    assert row.startswith("| vz-lib | 1 | 2,000 (1,000-3,000) | - | ef=18 (asked 16) | 0.970 (0.960-0.990) | "
                           "2.00 ms (1.00 ms-4.00 ms) | 2.00 ms (1.00 ms-4.00 ms) | ")
