@@ -44,14 +44,14 @@ def sizes(text: str) -> list[tuple[int, int]]:
 
 
 def data(n: int, dim: int, seed: int = 0) -> np.ndarray:
-    """``datagen.clustered(n, dim, seed)``, cached as ``bench/out/data-NxD-sS.npy``."""
+    """``datagen.clustered(n, dim, seed)``, cached as ``bench/out/data-NxD-sS.npy`` (returned memory-mapped)."""
     OUT.mkdir(parents=True, exist_ok=True)
     p = OUT / f"data-{n}x{dim}-s{seed}.npy"
-    if p.exists():
-        return np.load(p, mmap_mode="r")
-    arr = datagen.clustered(n, dim, seed=seed)
-    np.save(p, arr)
-    return arr
+    if not p.exists():  # written block by block: 5M rows never sit in memory twice
+        tmp = p.with_name(p.stem + ".tmp.npy")
+        datagen.clustered_to(tmp, n, dim, seed=seed)
+        tmp.replace(p)
+    return np.load(p, mmap_mode="r")
 
 
 def queries(nq: int, dim: int, seed: int = 1, data_seed: int = 0) -> np.ndarray:
@@ -64,7 +64,7 @@ def ndjson(n: int, dim: int, *, metadata: bool = False, seed: int = 0) -> Path:
     p = OUT / f"data-{n}x{dim}-s{seed}{'-meta' if metadata else ''}.ndjson"
     if not p.exists():
         tmp = p.with_suffix(".tmp")
-        datagen.write_ndjson(tmp, np.asarray(data(n, dim, seed)),
+        datagen.write_ndjson(tmp, data(n, dim, seed),  # streams blocks of the memory-mapped array
                              metadata_fn=datagen.bench_metadata if metadata else None)
         tmp.replace(p)
     return p

@@ -62,22 +62,35 @@ def _mixture(dim: int, rng: np.random.Generator, n_centres: int) -> tuple[np.nda
 
 
 def _sample(n: int, rng: np.random.Generator, centres: np.ndarray, proj: np.ndarray) -> np.ndarray:
-    """Draw ``n`` L2-normalised float32 points from the mixture.
+    """Draw ``n`` L2-normalised float32 points from the mixture (all of ``_sample_blocks``)."""
+    out = np.empty((n, proj.shape[1]), dtype=np.float32)
+    for start, block in _sample_blocks(n, rng, centres, proj):
+        out[start:start + len(block)] = block
+    return out
 
-    Draws in the same order as the reference snippet (labels, latent noise,
-    then output noise row by row), so block-wise generation yields exactly
-    the values of the one-shot ``rng.standard_normal((n, D))`` version.
+
+def _sample_blocks(n: int, rng: np.random.Generator, centres: np.ndarray,
+                   proj: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(start, rows)`` blocks of ``n`` points, holding O(block) memory beyond the labels.
+
+    Draws in the same order as the reference snippet (labels, latent noise for all ``n`` rows,
+    then output noise row by row), so the values equal those of the one-shot
+    ``rng.standard_normal((n, D))`` version whatever the block size. The latent noise comes from
+    a copy of the generator taken after the labels, while ``rng`` skips past it in blocks: a
+    normal variate consumes a variable amount of the bit stream, so it cannot be jumped over.
     """
     dim = proj.shape[1]
     labels = rng.integers(0, len(centres), n)
-    z = centres[labels] + SIGMA * rng.standard_normal((n, LATENT_DIM))
-    out = np.empty((n, dim), dtype=np.float32)
+    latent = np.random.Generator(type(rng.bit_generator)())
+    latent.bit_generator.state = rng.bit_generator.state
+    for start in range(0, n, _GEN_BLOCK):
+        rng.standard_normal((min(_GEN_BLOCK, n - start), LATENT_DIM))
     for start in range(0, n, _GEN_BLOCK):
         stop = min(start + _GEN_BLOCK, n)
-        x = z[start:stop] @ proj + NOISE * rng.standard_normal((stop - start, dim))
+        z = centres[labels[start:stop]] + SIGMA * latent.standard_normal((stop - start, LATENT_DIM))
+        x = z @ proj + NOISE * rng.standard_normal((stop - start, dim))
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-        out[start:stop] = x
-    return out
+        yield start, x.astype(np.float32)
 
 
 def clustered(n: int, dim: int, seed: int = 0, n_centres: int = 1000) -> np.ndarray:
@@ -90,6 +103,21 @@ def clustered(n: int, dim: int, seed: int = 0, n_centres: int = 1000) -> np.ndar
     rng = np.random.default_rng(seed)
     centres, proj = _mixture(dim, rng, n_centres)
     return _sample(n, rng, centres, proj)
+
+
+def clustered_to(path: str | Path, n: int, dim: int, seed: int = 0, n_centres: int = 1000) -> None:
+    """Write ``clustered(n, dim, seed)`` to the ``.npy`` file ``path`` block by block.
+
+    Same values as ``clustered``; memory stays O(block) plus the labels (8 bytes a row), so
+    5M x 128 does not need the 2.6 GB array plus its float64 temporaries in memory at once.
+    """
+    rng = np.random.default_rng(seed)
+    centres, proj = _mixture(dim, rng, n_centres)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
+    for start, block in _sample_blocks(n, rng, centres, proj):
+        out[start:start + len(block)] = block
+    out.flush()
+    del out
 
 
 def queries(n: int, dim: int, seed: int = 1, data_seed: int = 0, n_centres: int = 1000) -> np.ndarray:

@@ -32,8 +32,7 @@ from bench.common import OUT  # noqa: E402
 PHASES = [  # (module, attribute, label)
     ("records", "check_vector", "validate the query vector (list of floats -> float32)"),
     ("reads", "_row", "read the index's catalog row"),
-    ("ann", "open_view", "find the mapped HNSW view (stat + cache)"),
-    ("ann", "file_vectors", "find the file's vectors (cache)"),
+    ("ann", "open_file", "find the mapped HNSW view and its vectors (stat + cache)"),
     ("search", "_exact", "exact search of the delta (records newer than the file)"),
     ("usearch", "search", "usearch HNSW search (k+8 candidates)"),
     ("search", "rescore", "exact float64 rescoring of 2k candidates"),

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-ORDER = ["intro", "summary", "a1", "a2", "a3", "a4", "b", "c", "breakdown"]
+ORDER = ["intro", "summary", "a1", "a2", "a3", "a4", "b", "c", "c-baseline", "breakdown", "scale-baseline", "scale"]
 HEADER = """# vz benchmark results
 
 Figures below come from the scripts in `bench/`; each section states the exact command, the

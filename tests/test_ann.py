@@ -23,6 +23,15 @@ from vzcli.store import Store
 DIMS = 8
 
 
+@pytest.fixture
+def always_hnsw(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Search the HNSW file even below the size where the planner answers exactly, so that these
+    small indexes exercise the HNSW path (graphs this small are built with one thread: no race)."""
+    from vzcli import search
+
+    monkeypatch.setattr(search, "hnsw_pays", lambda k, live: True)
+
+
 def _ndjson(items: dict[str, np.ndarray]) -> io.BytesIO:
     return io.BytesIO("".join(json.dumps({"id": k, "values": v.tolist()}) + "\n" for k, v in items.items()).encode())
 
@@ -133,7 +142,7 @@ class Harness:
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
-def test_delta_merge_tombstones_agree_with_exact(tmp_path, monkeypatch, metric) -> None:
+def test_delta_merge_tombstones_agree_with_exact(tmp_path, monkeypatch, metric, always_hnsw) -> None:
     monkeypatch.setenv("VZ_MERGE_THRESHOLD", "40")
     h = Harness(tmp_path / "s", metric)
     h.insert(150)  # >= threshold: the first write builds the file
@@ -164,7 +173,7 @@ def test_delta_merge_tombstones_agree_with_exact(tmp_path, monkeypatch, metric) 
     assert {"hnsw", "hnsw+exact-delta"} <= h.paths
 
 
-def test_deleting_everything_then_writing_again(tmp_path, monkeypatch) -> None:
+def test_deleting_everything_then_writing_again(tmp_path, monkeypatch, always_hnsw) -> None:
     monkeypatch.setenv("VZ_MERGE_THRESHOLD", "1")
     h = Harness(tmp_path / "s", "cosine")
     h.insert(80)
@@ -187,16 +196,17 @@ def test_optimize(vz, store, monkeypatch) -> None:
     r = vz("optimize", "o", "--json")
     assert r.exit_code == 0, r.stderr
     out = r.json()
-    assert {k: out[k] for k in ("index", "action", "vectorCount", "annNodes")} == {
-        "index": "o", "action": "rebuild", "vectorCount": 118, "annNodes": 118}
+    assert {k: out[k] for k in ("index", "action", "vectorCount", "annNodes", "efSearch")} == {
+        "index": "o", "action": "rebuild", "vectorCount": 118, "annNodes": 118, "efSearch": 64}
     assert isinstance(out["seconds"], float)
     files = list((store / "indexes" / "o").glob("ann-*.usearch"))
     assert len(files) == 1
-    q = [repr(float(x)) for x in rng.normal(size=DIMS)]
-    fast = vz("query", "o", "--vector", *q, "--top-k", "20", "--json").json()
-    slow = vz("query", "o", "--vector", *q, "--top-k", "20", "--exact", "--json").json()
-    assert fast["count"] == 20
-    assert_ann_close(fast["matches"], slow["matches"], "euclidean", 0.9)
+    # 118 vectors are below the size where HNSW pays: the answer is exact although a file exists
+    for _ in range(5):
+        q = [repr(float(x)) for x in rng.normal(size=DIMS)]
+        fast = vz("query", "o", "--vector", *q, "--top-k", "20", "--json").json()
+        slow = vz("query", "o", "--vector", *q, "--top-k", "20", "--exact", "--json").json()
+        assert fast["count"] == 20 and fast == slow
     # optimize again: a fresh file replaces the old one, which is swept
     assert vz("optimize", "o", "--json").exit_code == 0
     files2 = list((store / "indexes" / "o").glob("ann-*.usearch"))
@@ -213,7 +223,7 @@ def test_optimize_empty_index(vz) -> None:
 
 
 @pytest.mark.parametrize("damage", ["delete", "truncate", "garbage"])
-def test_lost_or_broken_file_falls_back_and_is_rebuilt(tmp_path, monkeypatch, damage) -> None:
+def test_lost_or_broken_file_falls_back_and_is_rebuilt(tmp_path, monkeypatch, damage, always_hnsw) -> None:
     monkeypatch.setenv("VZ_MERGE_THRESHOLD", "20")
     h = Harness(tmp_path / "s", "cosine")
     h.insert(200)
@@ -243,7 +253,7 @@ def test_lost_or_broken_file_falls_back_and_is_rebuilt(tmp_path, monkeypatch, da
     assert h.paths == {"hnsw"}
 
 
-def test_file_of_another_index_is_not_used(tmp_path, monkeypatch) -> None:
+def test_file_of_another_index_is_not_used(tmp_path, monkeypatch, always_hnsw) -> None:
     monkeypatch.setenv("VZ_MERGE_THRESHOLD", "10")
     a = Harness(tmp_path / "s", "cosine")
     a.insert(50)
@@ -260,7 +270,7 @@ def test_file_of_another_index_is_not_used(tmp_path, monkeypatch) -> None:
     a.check()
 
 
-def test_catalog_agrees_with_files_after_cli_writes(vz, store, monkeypatch) -> None:
+def test_catalog_agrees_with_files_after_cli_writes(vz, store, monkeypatch, always_hnsw) -> None:
     """Through the CLI too: with a threshold of 1 every write merges, and results agree with --exact."""
     monkeypatch.setenv("VZ_MERGE_THRESHOLD", "1")
     rng = np.random.default_rng(9)
@@ -297,7 +307,7 @@ done
 """
 
 
-def test_queries_stay_right_while_another_process_merges(tmp_path, monkeypatch) -> None:
+def test_queries_stay_right_while_another_process_merges(tmp_path, monkeypatch, always_hnsw) -> None:
     import os
     import subprocess
     import sys
@@ -341,3 +351,10 @@ def test_queries_stay_right_while_another_process_merges(tmp_path, monkeypatch) 
     assert {r["id"] for r in final.get_by_ids("ann", stable)} == set(stable)
     files = [p.name for p in (root / "indexes" / "ann").glob("ann-*.usearch")]
     assert files == [_row(final.store, "ann")["ann_file"]]
+
+
+def test_ef_search_follows_the_graph_size() -> None:
+    from vzcli.ann import ef_search_for
+
+    assert [ef_search_for(n) for n in (0, 1000, 100_000, 100_001, 1_000_000, 5_000_000, 20_000_000, 10**9)] == \
+        [64, 64, 64, 72, 128, 208, 320, 512]

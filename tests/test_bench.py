@@ -30,19 +30,28 @@ def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_compare_runs_vz_modes_and_usearch_and_reports_a_missing_peer(tmp_path: Path) -> None:
     r = _run(tmp_path, "bench/compare.py", "--sizes", "400x16", "--queries", "20", "--nq-cli", "2",
-             "--efs", "16,64", "--tools", "vz-lib,vz-cli,vz-http,usearch,lancedb", "--no-write")
+             "--efs", "16,64", "--tools", "vz-lib,vz-cli,vz-http,usearch,lancedb", "--repeats", "2", "--no-write")
     assert r.returncode == 0, r.stderr[-2000:]
     summ = json.loads((tmp_path / "out" / "compare-400x16.json").read_text())
     assert list(summ) == ["vz-lib", "vz-cli", "vz-http", "usearch", "lancedb"]
-    for tool in ("vz-lib", "vz-cli", "vz-http", "usearch"):
+    settings = {"vz-lib": ["ef=18 (asked 16)", "ef=64"], "usearch": ["ef=16", "ef=64"],
+                "vz-cli": ["default: ef=64"], "vz-http": ["default: ef=64"]}
+    for tool, expect in settings.items():
         s = summ[tool]
-        assert s["error"] is None and s["ingest_rate"] > 0 and s["disk_bytes"] > 0, (tool, s)
-        assert [p["setting"] for p in s["sweep"]] == (["ef=16", "ef=64"] if tool in ("vz-lib", "usearch") else ["default"])
+        assert s["error"] is None and s["ingest_rate"] > 0 and s["disk_bytes"] > 0 and s["runs"] == 2, (tool, s)
+        lo, hi = s["range"]["ingest_rate"]
+        assert lo <= s["ingest_rate"] <= hi
+        # vectors per CPU-second of the processes doing the ingest
+        assert 0 < s["ingest_cpu_rate"] and s["range"]["ingest_cpu_rate"][0] <= s["ingest_cpu_rate"]
+        assert [p["setting"] for p in s["sweep"]] == expect
         assert all(0.9 <= p["recall"] <= 1.0 and p["p50"] > 0 for p in s["sweep"]), (tool, s["sweep"])
         if tool != "usearch":  # filtered queries are exact below the planner's cap: recall 1
             assert [(f["label"], f["recall"]) for f in s["filtered"]] == [("1%", 1.0), ("10%", 1.0)]
+    # a whole vz process per query: its CPU (tens of ms) is counted, not only the client's
+    assert summ["vz-cli"]["sweep"][0]["cpu50"] > 0.01
     assert "No module named 'lancedb'" in summ["lancedb"]["error"]
     assert "| lancedb | - | not measured: " in r.stdout
+    assert r.stdout.count("400x16 lancedb run ") == 2
     assert "- 400x16 vs raw usearch: vz (" in r.stdout
     # --no-write leaves the committed results alone
     assert not (tmp_path / "out" / "compare-summary.json").exists()
@@ -53,7 +62,7 @@ def test_query_breakdown_prints_every_phase(tmp_path: Path) -> None:
     r = _run(tmp_path, "bench/query_breakdown.py", "--sizes", "300x16", "--queries", "20")
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [ln for ln in r.stdout.splitlines() if ln.startswith("| 300x16 |")]
-    assert len(rows) == 12
+    assert len(rows) == 11
     assert rows[-1].startswith("| 300x16 | ratio vz / raw usearch | ") and rows[-1].endswith("x |")
 
 
@@ -82,10 +91,113 @@ def test_goal_lines_compare_at_equal_or_better_recall(peer_recall: float, vz_pic
 @pytest.mark.parametrize(("args", "message"), [
     (["--sizes", "10x"], "argument --sizes: '10x' is not a size like 100000x384 (rows x dimensions)"),
     (["--tools", "vz-lib,foo"], "unknown tool(s) foo; choose from vz-lib, vz-cli, vz-http, usearch, chromadb, "
-                                "lancedb, qdrant-local, sqlite-vec"),
+                                "chromadb-defaults, lancedb, lancedb-defaults, qdrant-local, sqlite-vec"),
+    (["--repeats", "0"], "--repeats must be at least 1"),
     (["--efs", "16,x"], "--efs must be comma-separated integers, got '16,x'"),
 ])
 def test_compare_refuses_bad_arguments_before_doing_anything(tmp_path: Path, args: list[str], message: str) -> None:
     r = _run(tmp_path, "bench/compare.py", *args, "--no-write")
     assert r.returncode == 2 and r.stderr.rstrip().endswith(message) and "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_blockwise_data_equals_the_one_shot_array(tmp_path: Path) -> None:
+    import numpy as np
+
+    from bench import datagen
+
+    n = datagen._GEN_BLOCK + 37  # more than one block, the last one partial
+    datagen.clustered_to(tmp_path / "d.npy", n, 12, seed=3)
+    assert np.array_equal(np.load(tmp_path / "d.npy"), datagen.clustered(n, 12, seed=3))
+
+
+def test_chunked_exact_topk_equals_one_block() -> None:
+    from bench import datagen
+    from bench.bench_scale import chunked_topk
+
+    data, qs = datagen.clustered_with_queries(3000, 25, 16, seed=4)
+    assert (chunked_topk(data, qs, 10, chunk=700) == datagen.exact_topk(data, qs, 10)).all()
+
+
+@pytest.mark.parametrize(("key", "value", "n", "dim", "expect"), [
+    ("wp_big_over_small", 1.3, 1_000_000, 128, "MISS"),
+    ("wp_big_over_small", 1.3, 5_000_000, 128, "PASS"),
+    ("wp_big_over_small", 3.0, 100_000, 128, ""),  # the goal starts at 1M
+    ("query_rss_mib", 99.0, 1_000_000, 128, "PASS"),
+    ("query_rss_mib", 400.0, 1_000_000, 768, ""),  # stated at 1M x 128 only
+    ("recall", 0.979, 10_000, 128, "MISS"),
+    ("ingest_over_raw", 0.8, 10_000, 128, "PASS"),
+    ("disk_over_raw", 2.21, 10_000, 128, "MISS"),
+])
+def test_scale_goals(key: str, value: float, n: int, dim: int, expect: str) -> None:
+    from bench.bench_scale import verdict
+
+    assert verdict(key, value, n, dim) == expect
+
+
+def test_bench_scale_runs_end_to_end(tmp_path: Path) -> None:
+    r = _run(tmp_path, "bench/bench_scale.py", "--sizes", "1500x8", "--runs", "2", "--upsert-runs", "1",
+             "--queries", "12", "--passes", "1", "--no-write")
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "out" / "scale-scratch.json").read_text())["1500x8"]
+    assert (res["n"], res["dim"], res["raw_bytes"]) == (1500, 8, 1500 * 8 * 4)
+    assert res["insert"]["ann_nodes"] == 1500 and res["raw_build"]["rate"] > 0 and res["insert"]["maxrss_kb"] > 0
+    assert res["disk_over_raw"] == res["insert"]["disk_bytes"] / (1500 * 8 * 4)
+    pq = res["per_query"]
+    assert set(pq["cpu"]) == {"raw", "lib", "http"} and pq["nq"] == 12 and pq["ef"] == 64
+    assert 0.9 <= res["recall"] <= 1.0 and 0.9 <= res["recall_http"] <= 1.0 and 0 <= pq["same_as_raw"] <= 1
+    assert set(res["whole_process"]) >= {"big", "small", "floor", "big_over_small", "big_over_small_cpu",
+                                         "query_maxrss_kb"}
+    assert res["whole_process"]["big"]["cpu"] > 0 and res["ingest_over_raw_cpu"] > 0
+    assert set(res["small_upsert"]) >= {"small_in_big_store", "big", "small_alone", "small_over_alone"}
+    goals = [ln for ln in r.stdout.splitlines() if ln.startswith("- 1500x8: ") and "-> **" in ln]
+    assert [ln.split(":")[1].strip() for ln in goals] == [
+        "in-process per query <= 1.5x raw usearch", "HTTP per query <= 1.5x raw usearch",
+        "recall@10 >= 0.98 (goal 0.99)", "insert peak RSS <= raw float32 size", "disk <= 2.2x raw float32",
+        "ingest >= 0.8x raw usearch"]
+    assert not (tmp_path / "out" / "scale.json").exists()
+
+
+_BURN = "import sys, time\nfor _ in sys.stdin:\n    t = time.process_time()\n    while time.process_time() - t < 0.03:\n        pass\n    print(flush=True)\n"
+
+
+def test_query_cpu_counts_the_server_and_waited_children() -> None:
+    from bench.peers import runner
+
+    srv = subprocess.Popen([sys.executable, "-c", _BURN], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        def ask(_q: int) -> list[int]:  # the "server" burns 30 ms of CPU per request
+            assert srv.stdin is not None and srv.stdout is not None
+            srv.stdin.write("q\n")
+            srv.stdin.flush()
+            srv.stdout.readline()
+            return []
+
+        runner.timed(ask, [0, 1, 2], server_pid=srv.pid)
+        assert min(runner.CPU[-1]) >= 0.03
+    finally:
+        srv.kill()
+        srv.wait()
+    burn = [sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.03: pass"]
+    runner.timed(lambda _q: subprocess.run(burn, check=True) and [], [0, 1])
+    assert min(runner.CPU[-1]) >= 0.03
+
+
+def test_repeated_runs_report_medians_with_their_range() -> None:
+    from bench.compare import aggregate, table
+
+    def run(rate: float, cpu: float, recall: float) -> dict:
+        pt = {"setting": "ef=18 (asked 16)", "recall": recall, "p50": cpu, "p99": cpu, "qps": 1 / cpu,
+              "cpu50": cpu, "nq": 5}
+        return {"version": "1", "ingest_rate": rate, "disk_bytes": 100, "maxrss_kb": 2048, "sweep": [pt],
+                "filtered": [], "pick": pt}
+
+    agg = aggregate([run(1000, 0.002, 0.96), run(3000, 0.001, 0.97), run(2000, 0.004, 0.99),
+                     {"error": "boom"}])
+    assert (agg["runs"], agg["ingest_rate"], agg["range"]["ingest_rate"]) == (3, 2000, [1000, 3000])
+    p = agg["pick"]
+    assert (p["recall"], p["cpu50"], p["range"]["cpu50"]) == (0.97, 0.002, [0.001, 0.004])
+    assert agg["note"] == "1 of 4 runs failed: boom"
+    row = table("N", {"vz-lib": agg}, []).splitlines()[4]
+    assert row.startswith("| vz-lib | 1 | 2,000 (1,000-3,000) | - | ef=18 (asked 16) | 0.970 (0.960-0.990) | "
+                          "2.00 ms (1.00 ms-4.00 ms) | 2.00 ms (1.00 ms-4.00 ms) | ")

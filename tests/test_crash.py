@@ -230,3 +230,78 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
     assert r.returncode == 0 and json.loads(r.stdout)["healthy"] is True, r.stdout
     assert [p for p in json.loads(r.stdout)["problems"] if p["check"] != "files.orphans"] == []
     assert json.loads(_vz(store, "info", "k", "--json").stdout)["vectorCount"] == len(model.records) + 1
+
+
+# --- Ctrl-C: exit 130 means nothing was written; exit 0 reports the committed write ----------------
+
+INT_N = 12000
+
+
+def _index_state(store: Path, name: str) -> tuple[int, list[str]]:
+    """(vectorCount, mutation ids) of index `name`, straight from SQLite."""
+    db = sqlite3.connect(f"file:{store / 'catalog.sqlite3'}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT id, vector_count FROM indexes WHERE name = ?", (name,)).fetchone()
+        muts = [m for (m,) in db.execute("SELECT uuid FROM mutations WHERE index_id = ? AND kind IN "
+                                         "('insert', 'upsert')", (row[0],))]
+        return row[1], muts
+    finally:
+        db.close()
+
+
+def _wait_for(proc: subprocess.Popen[bytes], cond: Any) -> None:
+    """Poll `cond` until it holds or the process ends (polling a condition, not a timed guess)."""
+    while proc.poll() is None and not cond():
+        time.sleep(0.001)
+
+
+def test_sigint_exit_code_says_whether_data_changed(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    rng = np.random.default_rng(7)
+    lines = [json.dumps({"id": f"v{i}", "values": [round(float(x), 4) for x in rng.random(DIMS)]}).encode() + b"\n"
+             for i in range(INT_N)]
+    env = _env(store)
+    env["VZ_MERGE_THRESHOLD"] = "1000"  # the ANN build runs after the commit, in the same command
+    points = ["fed:0", "fed:0.3", "fed:0.7", "fed:0.99", "eof", "committed", "publishing"]
+    seen = {"130": 0, "0": 0}
+    for rnd, (verb, point) in enumerate((v, p) for p in points for v in ("insert", "upsert")):
+        name = f"i{rnd}"
+        assert _vz(store, "create", name, "--dimensions", str(DIMS), "--metric", "cosine").returncode == 0
+        # a session of its own, so that the signal goes to its whole process group, as Ctrl-C does
+        proc = subprocess.Popen([VZ, verb, name, "--file", "-", "--json"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+        assert proc.stdin is not None
+        upto = int(float(point.split(":")[1]) * INT_N) if point.startswith("fed:") else INT_N
+        proc.stdin.write(b"".join(lines[:upto]))
+        proc.stdin.flush()
+        if upto == INT_N:
+            proc.stdin.close()
+            proc.stdin = None  # communicate() must not flush it
+        if point == "committed":
+            _wait_for(proc, lambda n=name: _index_state(store, n)[1])
+        elif point == "publishing":
+            d = store / "indexes" / name
+            _wait_for(proc, lambda d=d: any(p.name.startswith(".tmp-") for p in d.iterdir()))
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass  # it has just finished
+        out, err = proc.communicate(timeout=120)
+        count, muts = _index_state(store, name)
+        where = f"{verb} SIGINT at {point}: exit {proc.returncode}\n{err.decode()}"
+        # -SIGINT: the signal came before Python set up its handler (the shell shows 130 too)
+        assert proc.returncode in (0, 130, -signal.SIGINT), where
+        if proc.returncode != 0:
+            seen["130"] += 1
+            assert (count, muts, out) == (0, [], b""), where
+            assert proc.returncode == -signal.SIGINT or "interrupted" in err.decode(), where
+        else:
+            seen["0"] += 1
+            assert json.loads(out) == {"index": name, "count": INT_N, "mutationId": muts[0]}, where
+            assert count == INT_N and len(muts) == 1, where
+        if point.startswith("fed:"):
+            assert proc.returncode != 0, where  # the input was not over: nothing can have committed
+        if point == "committed":
+            assert proc.returncode == 0, where  # the mutation was in the catalog before the signal
+    assert seen["130"] >= 8 and seen["0"] >= 2, seen

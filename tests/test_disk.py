@@ -49,7 +49,8 @@ _snapshot = catalog_rows
 
 
 def _ann_files(store: Path, name: str) -> list[str]:
-    return sorted(p.name for p in (store / "indexes" / name).iterdir() if p.name != "merge.lock")
+    return sorted(p.name for p in (store / "indexes" / name).iterdir()
+                  if p.name != "merge.lock" and not p.name.startswith("seal-"))
 
 
 def _healthy(store: Path) -> dict[str, Any]:

@@ -208,7 +208,7 @@ def test_stale_files_and_orphan_directories_are_swept(vz, built: Path) -> None:
     assert all(p["severity"] == "warning" for p in rep["problems"])
     code, rep = _doctor(vz, "--repair")
     assert code == 0 and all(p["repaired"] for p in rep["problems"])
-    assert sorted(p.name for p in d.iterdir()) == sorted([_ann(built).name, "merge.lock"])
+    assert sorted(p.name for p in d.iterdir()) == sorted([_ann(built).name, "seal-" + _ann(built).name, "merge.lock"])
     assert not (built / "indexes" / "gone").exists()
 
 

@@ -67,8 +67,9 @@ def test_file_vectors_equal_sqlite_for_every_live_key(built: tuple[Store, dict[s
     row = _row(conn, "fv")
     assert row["ann_tombstones"] > 0  # the merge really removed nodes
     path = st.index_dir("fv") / row["ann_file"]
-    fv = ann.file_vectors(ann.open_view(path, row), path, row, conn)
-    assert fv is not None
+    opened = ann.open_file(path, row)
+    assert opened is not None and opened.fv is not None
+    fv = opened.fv
     stored = dict(conn.execute("SELECT key, vec FROM vectors WHERE key <= ?", (row["ann_max_key"],)))
     keys = np.asarray(sorted(stored), dtype=np.int64)
     hit, mat = fv.split(keys)
@@ -109,9 +110,8 @@ def test_a_file_whose_matrix_differs_from_sqlite_is_not_used(built: tuple[Store,
     with open(path, "r+b") as f:
         f.seek(8)
         f.write(np.full(DIMS * 4, 0.5, dtype=np.float32).tobytes())
-    ann._FILE_VECTORS.clear()
-    ann._VIEWS.clear()
-    assert ann.file_vectors(ann.open_view(path, row), path, row, conn) is None
+    ann._OPEN.clear()
+    assert ann.open_file(path, row) is None  # it changed since its seal: not mapped at all
     q = model["v3"].tolist()
     got = LocalBackend(st).query("fv", vector=q, top_k=3, filter={"n": {"$lt": 40}})
     want = LocalBackend(st).query("fv", vector=q, top_k=3, filter={"n": {"$lt": 40}}, exact=True)
@@ -144,8 +144,8 @@ def test_a_cached_view_follows_the_catalogs_ef_search(built: tuple[Store, dict[s
     be.query("fv", vector=model["v3"].tolist(), top_k=3)
     conn = st.conn()
     row = _row(conn, "fv")
-    view = ann.open_view(st.index_dir("fv") / row["ann_file"], row)
-    assert view is not None and view.expansion_search == 24
+    opened = ann.open_file(st.index_dir("fv") / row["ann_file"], row)
+    assert opened is not None and opened.view.expansion_search == 24
 
 
 def test_ids_and_namespaces_from_memory_survive_merges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,8 +182,8 @@ def test_ids_and_namespaces_from_memory_survive_merges(tmp_path: Path, monkeypat
     check()
     row = _row(st.conn(), "ns")
     path = st.index_dir("ns") / row["ann_file"]
-    fv = ann.file_vectors(ann.open_view(path, row), path, row, st.conn())
-    assert fv is not None and fv.known is not None  # the new file's ids came into memory
+    opened = ann.open_file(path, row)
+    assert opened is not None and opened.fv is not None and opened.fv.known is not None  # ids came into memory
 
 
 def test_a_merge_adds_with_the_indexs_own_ef_construction(built: tuple[Store, dict[str, np.ndarray]],

@@ -113,6 +113,51 @@ def test_upsert_replaces_in_full(vz, docs) -> None:
     assert vz("get-vectors", docs, "--ids", "a", "--json").json()[0]["metadata"] == {}
 
 
+def _upsert_counts(vz, name, records) -> dict[str, int]:
+    r = vz("upsert", name, "--file", "-", input=ndjson(records))
+    assert r.exit_code == 0, r.stderr
+    line = r.stdout.splitlines()[-1].strip().rstrip(".")
+    counts = dict(reversed(part.split(" ", 1)) for part in line.split(", "))
+    return {k: int(v) for k, v in counts.items()}
+
+
+def test_upsert_summary_counts_each_line_once_in_order(vz, docs, monkeypatch) -> None:
+    """Duplicate ids in one input, across chunk boundaries too: each line is new, replaced or
+    unchanged relative to the state the lines before it left."""
+    from vzcli import writes
+
+    monkeypatch.setattr(writes, "CHUNK", 3)
+    write(vz, docs, [rec("a", [1, 1, 1]), rec("b", [2, 2, 2])])
+    lines = [rec("a", [1, 1, 1]), rec("c", [3, 3, 3]), rec("c", [3, 3, 3]),  # unchanged, new, unchanged
+             rec("c", [4, 4, 4]), rec("b", [2, 2, 2]), rec("b", [9, 9, 9]),  # replaced, unchanged, replaced
+             rec("a", [5, 5, 5]), rec("a", [1, 1, 1]), rec("d", [1, 1, 1])]  # replaced, replaced, new
+    assert _upsert_counts(vz, docs, lines) == {"new": 2, "replaced in full": 4, "unchanged": 3}
+    assert vz("get-vectors", docs, "--ids", "a", "b", "c", "d", "--json").json() == [
+        {"id": "a", "values": [1.0, 1.0, 1.0], "metadata": {}}, {"id": "b", "values": [9.0, 9.0, 9.0], "metadata": {}},
+        {"id": "c", "values": [4.0, 4.0, 4.0], "metadata": {}}, {"id": "d", "values": [1.0, 1.0, 1.0], "metadata": {}}]
+    assert vz("info", docs, "--json").json()["vectorCount"] == 4
+
+
+def test_upsert_summary_of_2504_lines_with_repeats(tmp_path) -> None:
+    """The reported case at the real chunk size: every line counted once (2504 in all)."""
+    import dataclasses
+    import io
+
+    from vzcli.local import LocalBackend
+    from vzcli.store import Store
+
+    be = LocalBackend(Store(tmp_path / "s"), resident=False, maintain=False)
+    be.create_index("docs", dimensions=3, metric="cosine")
+    first = [rec(f"v{i}", [i, 1, 1]) for i in range(2501)]
+    be.upsert("docs", io.BytesIO(ndjson(first).encode()))
+    again = first + [rec("v0", [0, 1, 1]), rec("v2001", [7, 7, 7]), rec("v2001", [2001, 1, 1])]
+    res = dataclasses.asdict(be.upsert("docs", io.BytesIO(ndjson(again).encode())))
+    res.pop("mutation_id")
+    assert res == {"count": 2504, "inserted": 0, "skipped": 0, "replaced": 2, "unchanged": 2502,
+                   "deleted": 0, "discarded": 0, "errors": [], "net": 0, "notes": []}
+    assert be.info("docs")["vectorCount"] == 2501
+
+
 def test_upsert_same_file_twice_changes_nothing_but_mutation(vz, docs) -> None:
     recs = [rec(f"v{i}", [i, 1, 2], metadata={"i": i}) for i in range(5)]
     write(vz, docs, recs, upsert=True)

@@ -23,6 +23,7 @@ class WriteResult:
     discarded: int = 0  # bad lines skipped with unparsable-behavior=discard
     errors: list[str] = field(default_factory=list)
     net: int = 0  # change of vectorCount
+    notes: list[str] = field(default_factory=list)  # said on stderr: e.g. an ANN merge stopped by Ctrl-C
 
 
 class Backend(Protocol):

@@ -337,8 +337,8 @@ def _check_file_vectors(conn: sqlite3.Connection, row: dict[str, Any], path: Pat
             return None  # vz does not read vectors from such files
         return "its vectors differ from SQLite's (sampled rows)"
     differ = 0
-    cur = conn.execute("SELECT key, vec FROM vectors WHERE key <= ? AND +index_id = ? ORDER BY key",
-                       (row["ann_max_key"], row["id"]))
+    cur = conn.execute("SELECT key, vec FROM vectors WHERE index_id = ? AND key <= ? ORDER BY key",
+                       (row["id"], row["ann_max_key"]))
     while rows := cur.fetchmany(8192):
         keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         hit, mat = fv.split(keys)

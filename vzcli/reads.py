@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -42,6 +44,79 @@ def _details(conn: sqlite3.Connection, keys: list[int], values: bool) -> dict[in
     cols = "key, id, namespace, metadata, vec" if values else "key, id, namespace, metadata"
     return {r[0]: r[1:] for r in conn.execute(
         f"SELECT {cols} FROM vectors WHERE key IN (SELECT value FROM json_each(?))", (json_keys(keys),))}
+
+
+class Snapshot:
+    """What a query needs from the catalog that cannot change until the next commit.
+
+    Keyed by the connection's `PRAGMA data_version` (bumped by other connections' commits; it
+    also pins the read snapshot) and its `total_changes` (bumped by its own): a resident
+    backend then skips the catalog row, the metadata indexes, the delta search and the dead-key
+    check on every query between two writes. One per thread and connection (queries run on
+    several threads in `vz serve`), so nothing here is shared.
+    """
+
+    __slots__ = ("conn", "stamp", "rows", "props", "delta_empty", "dead_free", "dirs")
+
+    def __init__(self, conn: sqlite3.Connection, stamp: tuple[int, int]) -> None:
+        self.conn, self.stamp = conn, stamp
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.props: dict[int, dict[str, tuple[int, str]]] = {}
+        self.delta_empty: dict[int, bool] = {}
+        self.dead_free: dict[int, bool] = {}
+        self.dirs: dict[str, Path] = {}
+
+    def row(self, name: str) -> dict[str, Any]:
+        r = self.rows.get(name)
+        if r is None:
+            r = self.rows[name] = _row(self.conn, name)
+        return r
+
+    def index_dir(self, store: Store, name: str) -> Path:
+        d = self.dirs.get(name)
+        if d is None:
+            d = self.dirs[name] = store.index_dir(name)
+        return d
+
+    def meta(self, index_id: int) -> dict[str, tuple[int, str]]:
+        p = self.props.get(index_id)
+        if p is None:
+            p = self.props[index_id] = _meta_indexes(self.conn, index_id)
+        return p
+
+    def no_delta(self, row: dict[str, Any]) -> bool:
+        """No record is newer than the index's ANN file (nothing to search exactly beside it)."""
+        v = self.delta_empty.get(row["id"])
+        if v is None:
+            v = self.delta_empty[row["id"]] = self.conn.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM vectors WHERE index_id = ? AND key > ?)",
+                (row["id"], row["ann_max_key"])).fetchone()[0] == 1
+        return v
+
+    def no_dead(self, index_id: int) -> bool:
+        """No key of the index is listed dead (so no key of its file can be)."""
+        v = self.dead_free.get(index_id)
+        if v is None:
+            v = self.dead_free[index_id] = self.conn.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM dead_keys WHERE index_id = ?)", (index_id,)).fetchone()[0] == 1
+        return v
+
+
+_TLS = threading.local()
+
+
+def snapshot(conn: sqlite3.Connection) -> Snapshot:
+    """This thread's `Snapshot` of `conn`, current as of now (call it first in a read transaction)."""
+    stamp = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
+    snaps: dict[int, Snapshot] | None = getattr(_TLS, "snaps", None)
+    if snaps is None:
+        snaps = _TLS.snaps = {}
+    s = snaps.get(id(conn))
+    if s is None or s.conn is not conn or s.stamp != stamp:
+        if len(snaps) > 16:
+            snaps.clear()
+        s = snaps[id(conn)] = Snapshot(conn, stamp)
+    return s
 
 
 def _vec_list(blob: bytes) -> list[float]:
@@ -149,8 +224,11 @@ class Reads:
             except InvalidVector as e:  # keep its code (40010), as the README documents
                 raise UsageError(e.message, code=e.code) from None
         with self.store.read() as conn:
-            row = _row(conn, name)
+            if conn is None:
+                _row(conn, name)  # raises IndexNotFound
             assert conn is not None
+            snap = snapshot(conn) if self.resident else None
+            row = snap.row(name) if snap is not None else _row(conn, name)
             if vector_id is not None:
                 _check_id_arg(vector_id)
                 r = conn.execute("SELECT vec FROM vectors WHERE index_id = ? AND id = ?", (row["id"], vector_id)).fetchone()
@@ -160,7 +238,9 @@ class Reads:
             else:
                 q = check_vector(vector, row["dimensions"], "", code=QueryDimensionMismatch.code, what="query vector")
             # the metadata indexes matter only to a filter and to returnMetadata "indexed"
-            props = _meta_indexes(conn, row["id"]) if flt is not None or return_metadata == "indexed" else {}
+            props: dict[str, tuple[int, str]] = {}
+            if flt is not None or return_metadata == "indexed":
+                props = snap.meta(row["id"]) if snap is not None else _meta_indexes(conn, row["id"])
             comp = None
             if flt is not None:
                 comp = compile_filter(flt, props)
@@ -172,15 +252,15 @@ class Reads:
                                 f"{what}; create one with POST .../indexes/{name}/metadata_index/create "
                                 f'{{"propertyName": "{p}", "indexType": "string|number|boolean"}}, then upsert '
                                 "the vectors again so that it covers them"))
-            index_dir = self.store.index_dir(name)
+            index_dir = snap.index_dir(self.store, name) if snap is not None else self.store.index_dir(name)
             hits, plan = search.search(conn, row, index_dir, q, int(top_k), namespace, comp, exact=exact,
-                                       resident=self.resident)
-            details = self._match_details(conn, row, plan, hits, return_values, return_metadata)
+                                       resident=self.resident, no_delta=snap is not None and snap.no_delta(row))
+            details = self._match_details(conn, row, plan, hits, return_values, return_metadata, snap)
             if details is None:
                 # a key of the HNSW file was deleted without being counted: search again, checking keys
                 hits, plan = search.search(conn, row, index_dir, q, int(top_k), namespace, comp, exact=exact,
                                            recheck=True, resident=self.resident)
-                details = self._match_details(conn, row, plan, hits, return_values, return_metadata)
+                details = self._match_details(conn, row, plan, hits, return_values, return_metadata, None)
                 assert details is not None
             keys = [k for _, k in hits]
             indexed: dict[int, dict[str, Any]] = {}
@@ -210,7 +290,7 @@ class Reads:
             return {"count": len(matches), "matches": matches}
 
     def _match_details(self, conn: sqlite3.Connection, row: dict[str, Any], plan: Any, hits: list[tuple[float, int]],
-                       values: bool, metadata: str) -> dict[int, tuple[Any, ...]] | None:
+                       values: bool, metadata: str, snap: Snapshot | None) -> dict[int, tuple[Any, ...]] | None:
         """key -> (id, namespace, metadata[, vec]) of the hits; None if a trusted hit turns out dead.
 
         A resident backend takes ids, namespaces and values of keys in the ANN file from memory
@@ -227,7 +307,7 @@ class Reads:
             return None if plan.trusted and len(details) < len(keys) else details
         ann.file_info(fv, conn)
         known = fv.info(keys)
-        if plan.trusted and dead_among(conn, row["id"], list(known)):
+        if plan.trusted and not (snap is not None and snap.no_dead(row["id"])) and dead_among(conn, row["id"], list(known)):
             return None
         rest = [k for k in keys if k not in known]
         details = _details(conn, rest, values) if rest else {}

@@ -185,14 +185,26 @@ def _live_matching(conn: sqlite3.Connection, keys: list[int], where: str, params
     return {k for (k,) in conn.execute(sql, [json_keys(keys), *params])}
 
 
+def exact_cap(k: int, live: int) -> int:
+    """Up to this many candidates, exact search costs about what HNSW does (usearch-notes §6)."""
+    return max(256, int(2 * math.sqrt(k * max(live, 1))))
+
+
+def hnsw_pays(k: int, live: int) -> bool:
+    """Whether an unfiltered top-`k` over `live` records should search the HNSW file at all."""
+    return live > exact_cap(k, live)
+
+
 def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np.ndarray, k: int,
            namespace: str | None, comp: Compiled | None, *, exact: bool = False,
-           recheck: bool = False, resident: bool = False) -> tuple[list[tuple[float, int]], Plan]:
+           recheck: bool = False, resident: bool = False, no_delta: bool = False,
+           ) -> tuple[list[tuple[float, int]], Plan]:
     """Top-k (distance, key) pairs, best first, using the cheapest path that meets the recall goal.
 
     When `plan.trusted` is set, the keys were taken from the HNSW file without asking SQLite
     whether they are still live (no deletes since the file was built): a caller that then finds
-    a key missing must search again with `recheck=True`.
+    a key missing must search again with `recheck=True`. `no_delta`: the caller knows that no
+    record is newer than the file (see `reads.Snapshot`), so the delta's exact search is skipped.
     """
     metric, dims, index_id = row["metric"], row["dimensions"], row["id"]
     if comp is not None and comp.never:
@@ -200,25 +212,30 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     live = row["vector_count"]
     if live == 0:
         return [], Plan("empty", 0)
-    view = None
-    if not exact and row["ann_file"] is not None:
-        view = ann.open_view(index_dir / row["ann_file"], row)
     restricted = namespace is not None or comp is not None
-    if view is None:
+    opened = None
+    # below the size where HNSW pays (the planner's own cap), exact is as cheap and never misses
+    if not exact and row["ann_file"] is not None and (restricted or hnsw_pays(k, live)):
+        opened = ann.open_file(ann.file_path(index_dir, row["ann_file"]), row)
+        if opened is not None and resident and opened.fv is not None and not opened.fv.make_resident():
+            opened = None  # the file changed since it was sealed: neither score from it nor search it
+    if opened is None:
         where, params = _cond(index_id, namespace, comp, drive=True)
         return _exact(conn, metric, q, k, where, params, dims), Plan("exact")
-    fv = ann.file_vectors(view, index_dir / row["ann_file"], row, conn, resident=resident)
+    view, fv = opened.view, opened.fv
     max_key = row["ann_max_key"]
+    pwhere, pparams = _cond(index_id, namespace, comp, drive=False, by_key=True)
     # Records newer than the file (the delta) are always searched exactly.
-    dwhere, dparams = _cond(index_id, namespace, comp, drive=False, by_key=True)
-    delta = _exact(conn, metric, q, k, f"v.key > ? AND {dwhere}", [max_key, *dparams], dims)
+    # (plain `v.index_id = ?` first: index vectors_key walks this index's delta only, never the keys
+    # of indexes created later)
+    delta = [] if no_delta else _exact(conn, metric, q, k, f"v.index_id = ? AND v.key > ? AND {pwhere}",
+                                       [index_id, max_key, *pparams], dims)
 
     plan = Plan("hnsw", fv=fv)
-    pwhere, pparams = _cond(index_id, namespace, comp, drive=False, by_key=True)
     # one positive clause and no namespace: the metadata index alone lists the (live) candidates
     by_driver = namespace is None and comp is not None and comp.driver_only
     if restricted:
-        cap = max(256, int(2 * math.sqrt(k * max(live, 1))))
+        cap = exact_cap(k, live)
         cwhere, cparams = _cond(index_id, namespace, comp, drive=True)
         if by_driver:
             assert comp is not None and comp.driver is not None
@@ -234,13 +251,15 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     nodes = max(row["ann_nodes"], 1)
     alive_frac = max(nodes - row["ann_dead"], 1) / nodes
     # restricted: N_c > cap, so start wide enough that ~k matches usually come back in one pass
-    count = max(12 * k, 128) if restricted else int(math.ceil(k / alive_frac)) + 8
+    # usearch searches with ef = max(expansion_search, count): at least 2k follows a large top-k
+    count = max(12 * k, 128) if restricted else max(int(math.ceil(k / alive_frac)) + 8, 2 * k)
     # With no deletes since the file was built and no filter, every HNSW key is live: skip the check.
     plan.trusted = not restricted and row["ann_dead"] == 0 and not recheck
     found: list[tuple[float, int]] = []
     while True:
         # usearch searches with ef = max(expansion_search, count): no need to mutate the shared view
-        m = view.search(q, count, threads=1)
+        with opened.lock:
+            m = view.search(q, count, threads=1)
         keys = m.keys.tolist()
         plan.fetched = len(keys)
         if plan.trusted:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -98,10 +99,16 @@ def _m001_initial(db: Any) -> None:
     db["mutations"].create_index(["index_id", "seq"])
 
 
+def _m002_vectors_by_index_key(db: Any) -> None:
+    """Each index's records in key order: the delta of one index (`index_id = ? AND key > ?`) is
+    found without walking the keys of every other index in the store."""
+    db.execute("CREATE INDEX IF NOT EXISTS vectors_key ON vectors(index_id, key)")
+
+
 # To add a migration: append `_mNNN_what(db)` to MIGRATIONS. It runs inside the write transaction
 # that sets `user_version`; raise OLDEST_READABLE to its number only if read commands cannot use a
 # catalog that lacks it (a read never migrates: it asks the user to run a write instead).
-MIGRATIONS: list[Callable[[Any], None]] = [_m001_initial]
+MIGRATIONS: list[Callable[[Any], None]] = [_m001_initial, _m002_vectors_by_index_key]
 SCHEMA_VERSION = len(MIGRATIONS)
 OLDEST_READABLE = 1
 
@@ -150,6 +157,12 @@ class Store:
         self.lock_timeout = lock_timeout if lock_timeout is not None else envconf.lock_timeout()
         self._conn: sqlite3.Connection | None = None
         self._writable = False  # the open connection has been checked (and migrated) for writes
+        # threads other than the one that opened `_conn` (vz serve's workers) get a connection
+        # each: one connection cannot hold two threads' transactions at once
+        self._owner = threading.get_ident()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
 
     # --- paths ---
     @property
@@ -286,6 +299,7 @@ class Store:
             conn.close()  # a schema this vz cannot use stays unusable, not served on the next call
             raise
         self._conn, self._writable = conn, False
+        self._owner = threading.get_ident()
 
     def _check_version(self, version: int, *, writing: bool) -> None:
         if version > SCHEMA_VERSION:
@@ -358,15 +372,37 @@ class Store:
         self._writable = True
 
     def close(self) -> None:
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+            self._local = threading.local()
+        for r in readers:
+            r.close()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
             self._writable = False
 
+    def _thread_conn(self, *, create: bool = False) -> sqlite3.Connection | None:
+        """The connection this thread reads and writes through (see `_readers`)."""
+        conn = self.conn(create=create)
+        if conn is None or threading.get_ident() == self._owner:
+            return conn
+        local = self._local
+        rc: sqlite3.Connection | None = getattr(local, "conn", None)
+        if rc is None:
+            try:
+                rc = self._connect(self.catalog_path)
+            except sqlite3.OperationalError:
+                rc = self._connect_read_only()
+            local.conn = rc
+            with self._readers_lock:
+                self._readers.append(rc)
+        return rc
+
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding SQLite's write lock; rolled back on any exception."""
-        conn = self.conn(create=True)
+        conn = self._thread_conn(create=True)
         assert conn is not None
         with self._transaction(conn):
             yield conn
@@ -398,7 +434,7 @@ class Store:
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection | None]:
         """A consistent read snapshot (a deferred transaction), or None for a missing store."""
-        conn = self.conn()
+        conn = self._thread_conn()
         if conn is None:
             yield None
             return

@@ -17,7 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLORS = {"vz-lib": "#d62728", "vz-cli": "#ff9896", "vz-http": "#e377c2", "usearch": "#7f7f7f",
-          "chromadb": "#1f77b4", "lancedb": "#2ca02c", "qdrant-local": "#9467bd", "sqlite-vec": "#8c564b"}
+          "chromadb": "#1f77b4", "lancedb": "#2ca02c", "qdrant-local": "#9467bd", "sqlite-vec": "#8c564b",
+          "chromadb-defaults": "#aec7e8", "lancedb-defaults": "#98df8a"}
 
 
 def main() -> int:
@@ -31,7 +32,7 @@ def main() -> int:
         for tool, s in tools.items():
             pts = sorted(s["sweep"], key=lambda p: p["recall"])
             ax.plot([p["recall"] for p in pts], [p["p50"] * 1000 for p in pts], "o-", label=tool,
-                    color=COLORS.get(tool), markersize=5)
+                    color=COLORS.get(tool, "#17becf"), markersize=5)
         ax.set_yscale("log")
         ax.set_xlabel("recall@10 vs exact")
         ax.set_ylabel("query latency p50 (ms, log)")
@@ -41,7 +42,7 @@ def main() -> int:
         ax.legend(fontsize=8)
         names = list(tools)
         rates = [tools[t]["ingest_rate"] for t in names]
-        bars = bx.barh(names, rates, color=[COLORS.get(t) for t in names])
+        bars = bx.barh(names, rates, color=[COLORS.get(t, "#17becf") for t in names])
         bx.bar_label(bars, labels=[f"{r:,.0f}" for r in rates], fontsize=8, padding=2)
         bx.set_xscale("log")  # brute-force tools (no index to build) ingest orders of magnitude faster
         bx.set_xlabel("ingest (vectors/s, rows + index, log)")

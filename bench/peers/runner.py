@@ -8,7 +8,12 @@ project venv for the vz modes, the bench venv (bench/setup_peers.sh) for the pee
 SPEC (JSON): tool, workdir, data (a .npy of N x D float32, ids are row numbers), ndjson (the same
 rows as Vectorize NDJSON with ``{"n": i}`` metadata, for vz), queries (.npy), filters (list of
 ``[label, limit]``: rows with ``n < limit``), efs (search-breadth settings to sweep where the tool has
-one), nq_cli (queries for whole-process modes), out (where to write the result JSON).
+one), nq_cli (queries for whole-process modes), out (where to write the result JSON), build (``{"M",
+"ef_construction"}``: vz's HNSW build settings, which every HNSW tool builds with) and defaults (true for
+the ``*-defaults`` rows: the tool's own build settings instead).
+
+Each sweep point is labelled with the ef the search really runs with (``ef_label``): HNSW libraries
+search with ef = max(ef, number of results asked for), and vz asks usearch for k + 8.
 
 The result holds, per sweep setting, every query's latency and returned row ids; the parent
 computes recall against exact search and reads peak memory from the child's rusage.
@@ -44,27 +49,73 @@ def du(path: Path) -> int:
     return total
 
 
-CPU: list[list[float]] = []  # per timed() call: CPU seconds (all threads of this process) per query
+VZ_FETCH = K + 8  # vz asks usearch for k + 8 results (vzcli/search.py): its ef is max(ef, k + 8)
 
 
-def timed(fn, qs) -> tuple[list[float], list[list[int]]]:
+def ef_label(asked: int, fetched: int = K) -> str:
+    """The ef a search really runs with, and what was asked when that differs."""
+    eff = max(asked, fetched)
+    return f"ef={eff}" + (f" (asked {asked})" if eff != asked else "")
+
+
+def proc_cpu_ns(pid: int) -> int:
+    """CPU time of every live thread of process `pid` in ns (schedstat; /proc/<pid>/stat ticks as fallback)."""
+    total = 0
+    try:
+        for t in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{t}/schedstat") as fh:
+                total += int(fh.read().split()[0])
+        return total
+    except (OSError, ValueError):
+        return int(_proc_stat_cpu(pid) * 1e9)
+
+
+def _proc_stat_cpu(pid: int) -> float:
+    """CPU seconds of process `pid` from /proc/<pid>/stat: clock ticks, but it keeps the time of
+    threads that have exited (a background merge), which the per-thread schedstat loses."""
+    with open(f"/proc/{pid}/stat") as fh:
+        f = fh.read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    """CPU seconds so far of this process and the children it has waited for."""
+    import resource
+
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + ch.ru_utime + ch.ru_stime
+
+
+CPU: list[list[float]] = []  # per timed() call: CPU seconds per query in every process doing the work
+
+
+def timed(fn, qs, server_pid: int | None = None) -> tuple[list[float], list[list[int]]]:
     """Latency and returned ids per query; the CPU time per query goes to ``CPU[-1]``.
 
     CPU time is measured too because the machine is shared: wall medians of millisecond calls
     mostly measure preemption by other jobs, CPU time is what the call costs on an idle machine.
-    It counts every thread of this process (fair to tools that search with worker threads), but
-    not other processes: for vz-cli and vz-http the work happens in a child / the server.
+    It counts every thread of this process (fair to tools that search with worker threads), the
+    child processes it waited for (a ``vz query`` process per query for vz-cli) and the threads of
+    ``server_pid`` (``vz serve`` for vz-http).
     """
     lat, ids, cpu = [], [], []
     for q in qs:
-        c = time.process_time()
+        s = proc_cpu_ns(server_pid) if server_pid else 0  # read outside this process's own CPU window
+        c = _own_cpu()
         t = time.perf_counter()
         r = fn(q)
         lat.append(time.perf_counter() - t)
-        cpu.append(time.process_time() - c)
+        c = _own_cpu() - c
+        cpu.append(c + ((proc_cpu_ns(server_pid) - s) / 1e9 if server_pid else 0.0))
         ids.append([int(x) for x in r][:K])
     CPU.append(cpu)
     return lat, ids
+
+
+def build(spec: dict[str, Any]) -> tuple[int, int]:
+    """(M, ef_construction) every HNSW tool builds with: vz's, from the spec."""
+    b = spec.get("build") or {"M": 16, "ef_construction": 64}
+    return int(b["M"]), int(b["ef_construction"])
 
 
 # --- vz -----------------------------------------------------------------------------------------
@@ -84,20 +135,21 @@ def run_vz_lib(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[s
 
     store = Path(spec["workdir"]) / "store"
     dim = data.shape[1]
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _own_cpu()
     be = LocalBackend(Store(store))
     be.create_index("b", dimensions=dim, metric="cosine")
     be.create_metadata_index("b", "n", "number")
     with open(spec["ndjson"], "rb") as fh:
         be.insert("b", fh)
     ingest = time.perf_counter() - t
-    res: dict[str, Any] = {"ingest_s": ingest, "sweep": [], "filtered": []}
+    ingest_cpu = _own_cpu() - c
+    res: dict[str, Any] = {"ingest_s": ingest, "ingest_cpu_s": ingest_cpu, "sweep": [], "filtered": []}
     qls = [q.astype(float).tolist() for q in qs]
     be.query("b", vector=qls[0], top_k=K)  # map the file once
     for ef in spec["efs"]:
         _vz_set_ef(store, ef)
         lat, ids = timed(lambda q: [m["id"] for m in be.query("b", vector=q, top_k=K)["matches"]], qls)
-        res["sweep"].append({"setting": f"ef={ef}", "lat": lat, "ids": ids, "cpu": CPU[-1]})
+        res["sweep"].append({"setting": ef_label(ef, VZ_FETCH), "lat": lat, "ids": ids, "cpu": CPU[-1]})
     _vz_set_ef(store, 64)
     for label, lim in spec["filters"]:
         flt = {"n": {"$lt": lim}}
@@ -105,6 +157,15 @@ def run_vz_lib(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[s
         res["filtered"].append({"label": label, "lat": lat, "ids": ids, "cpu": CPU[-1]})
     res["disk_bytes"] = du(store)
     return res
+
+
+def _vz_default_label(store: Path) -> str:
+    con = sqlite3.connect(f"file:{store / 'catalog.sqlite3'}?mode=ro", uri=True)
+    try:
+        (ef,) = con.execute("SELECT expansion_search FROM indexes WHERE name = 'b'").fetchone()
+    finally:
+        con.close()
+    return "default: " + ef_label(int(ef), VZ_FETCH)
 
 
 def _vz(store: Path, *args: str) -> bytes:
@@ -118,9 +179,10 @@ def run_vz_cli(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[s
     dim = data.shape[1]
     _vz(store, "create", "b", "--dimensions", str(dim), "--metric", "cosine")
     _vz(store, "create-metadata-index", "b", "--property-name", "n", "--type", "number")
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _own_cpu()
     _vz(store, "insert", "b", "--file", spec["ndjson"])
     ingest = time.perf_counter() - t
+    ingest_cpu = _own_cpu() - c
     qdir = Path(spec["workdir"]) / "q"
     qdir.mkdir(exist_ok=True)
     files = []
@@ -136,9 +198,9 @@ def run_vz_cli(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[s
         return f
 
     q_cli([])(files[0])  # warm
-    res: dict[str, Any] = {"ingest_s": ingest, "sweep": [], "filtered": [], "nq": len(files)}
-    lat, ids = timed(q_cli([]), files)
-    res["sweep"].append({"setting": "default", "lat": lat, "ids": ids, "cpu": CPU[-1]})
+    res: dict[str, Any] = {"ingest_s": ingest, "ingest_cpu_s": ingest_cpu, "sweep": [], "filtered": [], "nq": len(files)}
+    lat, ids = timed(q_cli([]), files)  # CPU: the vz process of each query (RUSAGE_CHILDREN)
+    res["sweep"].append({"setting": _vz_default_label(store), "lat": lat, "ids": ids, "cpu": CPU[-1]})
     for label, lim in spec["filters"]:
         lat, ids = timed(q_cli(["--filter", json.dumps({"n": {"$lt": lim}})]), files)
         res["filtered"].append({"label": label, "lat": lat, "ids": ids, "cpu": CPU[-1]})
@@ -199,7 +261,7 @@ def run_vz_http(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[
         call("POST", "", json.dumps({"name": "b", "config": {"dimensions": dim, "metric": "cosine"}}).encode())
         call("POST", "/b/metadata_index/create", json.dumps({"propertyName": "n", "indexType": "number"}).encode())
         lines = Path(spec["ndjson"]).read_bytes().splitlines(keepends=True)
-        t = time.perf_counter()
+        t, c, srv_c = time.perf_counter(), _own_cpu(), _proc_stat_cpu(srv.pid)
         batch = 5000  # the REST API's per-request maximum
         for i in range(0, len(lines), batch):
             call("POST", "/b/insert", b"".join(lines[i:i + batch]), "application/x-ndjson")
@@ -207,6 +269,7 @@ def run_vz_http(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[
         # vz serve merges the ANN file in the background: ingest ends when the file holds every row
         _wait_merged(store / "catalog.sqlite3", "b", threshold=2000)
         ingest = time.perf_counter() - t
+        ingest_cpu = _own_cpu() - c + _proc_stat_cpu(srv.pid) - srv_c  # the server's merge threads too
         conn.close()  # idle longer than uvicorn's keep-alive (5 s) while the merge ran: reconnect
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
         del lines
@@ -221,14 +284,14 @@ def run_vz_http(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[
             return f
 
         q_http(None)(qls[0])
-        res: dict[str, Any] = {"ingest_s": ingest, "sweep": [], "filtered": [],
+        res: dict[str, Any] = {"ingest_s": ingest, "ingest_cpu_s": ingest_cpu, "sweep": [], "filtered": [],
                                "note": f"inserted in {batch}-record requests (the API maximum); the last "
                                        f"request was answered after {t_acked:.1f} s, the background merge "
                                        f"done after {ingest:.1f} s (the ingest figure)"}
-        lat, ids = timed(q_http(None), qls)
-        res["sweep"].append({"setting": "default", "lat": lat, "ids": ids, "cpu": CPU[-1]})
+        lat, ids = timed(q_http(None), qls, srv.pid)  # CPU: this client and the server's threads
+        res["sweep"].append({"setting": _vz_default_label(store), "lat": lat, "ids": ids, "cpu": CPU[-1]})
         for label, lim in spec["filters"]:
-            lat, ids = timed(q_http({"n": {"$lt": lim}}), qls)
+            lat, ids = timed(q_http({"n": {"$lt": lim}}), qls, srv.pid)
             res["filtered"].append({"label": label, "lat": lat, "ids": ids, "cpu": CPU[-1]})
         res["disk_bytes"] = du(store)
         # the server's own peak memory, since the work happens there
@@ -254,18 +317,20 @@ def run_usearch(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[
     from usearch.index import Index
 
     path = Path(spec["workdir"]) / "index.usearch"
-    t = time.perf_counter()
-    idx = Index(ndim=data.shape[1], metric="cos", dtype="f32", connectivity=16, expansion_add=64)  # vz's build settings (vzcli.limits.HNSW_BUILD)
+    t, c = time.perf_counter(), _own_cpu()
+    m, efc = build(spec)
+    idx = Index(ndim=data.shape[1], metric="cos", dtype="f32", connectivity=m, expansion_add=efc)
     idx.add(np.arange(len(data), dtype=np.uint64), data, threads=0)
     idx.save(str(path))
     ingest = time.perf_counter() - t
-    res: dict[str, Any] = {"ingest_s": ingest, "sweep": [], "filtered": [],
+    ingest_cpu = _own_cpu() - c
+    res: dict[str, Any] = {"ingest_s": ingest, "ingest_cpu_s": ingest_cpu, "sweep": [], "filtered": [],
                            "note": "no filter API: filtered rows are not measured"}
     view = Index.restore(str(path), view=True)
     for ef in spec["efs"]:
         view.expansion_search = ef
         lat, ids = timed(lambda q: view.search(q, K, threads=1).keys, qs)
-        res["sweep"].append({"setting": f"ef={ef}", "lat": lat, "ids": ids, "cpu": CPU[-1]})
+        res["sweep"].append({"setting": ef_label(ef), "lat": lat, "ids": ids, "cpu": CPU[-1]})
     res["disk_bytes"] = du(path)
     return res
 
@@ -276,19 +341,25 @@ def run_chroma(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[s
     import chromadb
 
     path = Path(spec["workdir"]) / "chroma"
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _own_cpu()
     client = chromadb.PersistentClient(path=str(path))
-    col = client.create_collection("bench", configuration={"hnsw": {
-        "space": "cosine", "ef_construction": 128, "max_neighbors": 16, "ef_search": 64}})
+    m, efc = build(spec)
+    hnsw: dict[str, Any] = {"space": "cosine"}
+    if not spec.get("defaults"):  # else chromadb's own: max_neighbors 16, ef_construction 100
+        hnsw.update(max_neighbors=m, ef_construction=efc)
+    col = client.create_collection("bench", configuration={"hnsw": hnsw})
+    built = col.configuration["hnsw"]
     step = min(client.get_max_batch_size(), 5000)
     for i in range(0, len(data), step):
         part = data[i:i + step]
         col.add(ids=[str(j) for j in range(i, i + len(part))], embeddings=part,
                 metadatas=[{"n": j} for j in range(i, i + len(part))])
     ingest = time.perf_counter() - t  # add() returns once the rows are in sqlite and the HNSW index
-    res: dict[str, Any] = {"ingest_s": ingest, "sweep": [], "filtered": [],
-                           "note": "ef_search applied by reopening the client (it is read only when "
-                                   "the HNSW index is loaded)"}
+    ingest_cpu = _own_cpu() - c
+    res: dict[str, Any] = {"ingest_s": ingest, "ingest_cpu_s": ingest_cpu, "sweep": [], "filtered": [],
+                           "note": f"built with max_neighbors={built['max_neighbors']}, ef_construction="
+                                   f"{built['ef_construction']}; ef_search applied by reopening the client "
+                                   "(it is read only when the HNSW index is loaded)"}
 
     def with_ef(ef: int):
         # Local chromadb 1.x reads ef_search only when it loads a segment's HNSW index into its
@@ -307,7 +378,7 @@ def run_chroma(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[s
     for ef in spec["efs"]:
         col = with_ef(ef)
         lat, ids = timed(lambda q, c=col: c.query(query_embeddings=q[None, :], n_results=K)["ids"][0], qs)
-        res["sweep"].append({"setting": f"ef={ef}", "lat": lat, "ids": ids, "cpu": CPU[-1]})
+        res["sweep"].append({"setting": ef_label(ef), "lat": lat, "ids": ids, "cpu": CPU[-1]})
     col = with_ef(64)
     for label, lim in spec["filters"]:
         w = {"n": {"$lt": lim}}
@@ -326,18 +397,22 @@ def run_lancedb(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[
 
     path = Path(spec["workdir"]) / "lance"
     n, dim = data.shape
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _own_cpu()
     db = lancedb.connect(str(path))
     vec = pa.FixedSizeListArray.from_arrays(pa.array(data.reshape(-1), type=pa.float32()), dim)
     tbl = db.create_table("bench", pa.table({"id": pa.array(np.arange(n)), "n": pa.array(np.arange(n)),
                                              "vector": vec}))
     t_rows = time.perf_counter() - t
     # LanceDB's ANN index (IVF + PQ by default); without it every query is a flat scan.
-    tbl.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_HNSW_SQ")
+    m, efc = build(spec)
+    hnsw = {} if spec.get("defaults") else {"m": m, "ef_construction": efc}  # else m=20, ef_construction=300
+    tbl.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_HNSW_SQ", **hnsw)
     tbl.create_scalar_index("n")
     ingest = time.perf_counter() - t
-    res: dict[str, Any] = {"ingest_s": ingest, "sweep": [], "filtered": [],
-                           "note": f"IVF_HNSW_SQ index; rows written in {t_rows:.1f} s, the rest is index build"}
+    ingest_cpu = _own_cpu() - c
+    res: dict[str, Any] = {"ingest_s": ingest, "ingest_cpu_s": ingest_cpu, "sweep": [], "filtered": [],
+                           "note": f"IVF_HNSW_SQ index ({'its default m=20, ef_construction=300' if not hnsw else f'm={m}, ef_construction={efc}'}); "
+                                   f"rows written in {t_rows:.1f} s, the rest is index build"}
 
     def search(q, nprobes=None, ef=None, refine=None, where=None):
         s = tbl.search(q, vector_column_name="vector").distance_type("cosine").limit(K).select(["id"])
@@ -354,7 +429,7 @@ def run_lancedb(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[
     search(qs[0])
     for nprobes, ef in spec.get("lance_sweep", [[20, 64], [50, 64], [50, 128]]):
         lat, ids = timed(lambda q, a=nprobes, b=ef: search(q, nprobes=a, ef=b), qs)
-        res["sweep"].append({"setting": f"nprobes={nprobes},ef={ef}", "lat": lat, "ids": ids, "cpu": CPU[-1]})
+        res["sweep"].append({"setting": f"nprobes={nprobes}, {ef_label(ef)}", "lat": lat, "ids": ids, "cpu": CPU[-1]})
     for label, lim in spec["filters"]:
         lat, ids = timed(lambda q, w=f"n < {lim}": search(q, nprobes=50, where=w), qs)
         res["filtered"].append({"label": label, "lat": lat, "ids": ids, "cpu": CPU[-1]})
@@ -372,7 +447,7 @@ def run_qdrant(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[s
     warnings.simplefilter("ignore")
     path = Path(spec["workdir"]) / "qdrant"
     n, dim = data.shape
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _own_cpu()
     client = QdrantClient(path=str(path))
     client.create_collection("bench", vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE))
     step = 1000
@@ -381,7 +456,8 @@ def run_qdrant(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[s
         client.upsert("bench", points=models.Batch(ids=list(range(i, i + len(part))), vectors=part.tolist(),
                                                    payloads=[{"n": j} for j in range(i, i + len(part))]))
     ingest = time.perf_counter() - t
-    res: dict[str, Any] = {"ingest_s": ingest, "sweep": [], "filtered": [],
+    ingest_cpu = _own_cpu() - c
+    res: dict[str, Any] = {"ingest_s": ingest, "ingest_cpu_s": ingest_cpu, "sweep": [], "filtered": [],
                            "note": "local mode is exact (numpy brute force)"}
 
     def search(q, flt=None):
@@ -414,7 +490,7 @@ def run_sqlite_vec(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> di
 
     path = Path(spec["workdir"]) / "vec.db"
     n, dim = data.shape
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _own_cpu()
     db = sqlite3.connect(path)
     db.enable_load_extension(True)
     sqlite_vec.load(db)
@@ -424,7 +500,8 @@ def run_sqlite_vec(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> di
         db.executemany("INSERT INTO items(rowid, embedding, n) VALUES (?, ?, ?)",
                        ((i, data[i].tobytes(), i) for i in range(n)))
     ingest = time.perf_counter() - t
-    res: dict[str, Any] = {"ingest_s": ingest, "sweep": [], "filtered": [],
+    ingest_cpu = _own_cpu() - c
+    res: dict[str, Any] = {"ingest_s": ingest, "ingest_cpu_s": ingest_cpu, "sweep": [], "filtered": [],
                            "note": "brute force only (vec0 has no ANN index)"}
     sql = "SELECT rowid FROM items WHERE embedding MATCH ? AND k = ? {} ORDER BY distance"
 
@@ -448,11 +525,12 @@ def run_sqlite_vec(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> di
 
 
 TOOLS = {"vz-lib": run_vz_lib, "vz-cli": run_vz_cli, "vz-http": run_vz_http, "usearch": run_usearch,
-         "chromadb": run_chroma, "lancedb": run_lancedb, "qdrant-local": run_qdrant, "sqlite-vec": run_sqlite_vec}
+         "chromadb": run_chroma, "lancedb": run_lancedb, "qdrant-local": run_qdrant, "sqlite-vec": run_sqlite_vec,
+         "chromadb-defaults": run_chroma, "lancedb-defaults": run_lancedb}
 
 VERSION_OF = {"vz-lib": "vzcli", "vz-cli": "vzcli", "vz-http": "vzcli", "usearch": "usearch",
               "chromadb": "chromadb", "lancedb": "lancedb", "qdrant-local": "qdrant-client",
-              "sqlite-vec": "sqlite-vec"}
+              "sqlite-vec": "sqlite-vec", "chromadb-defaults": "chromadb", "lancedb-defaults": "lancedb"}
 
 
 def main() -> int:
@@ -468,6 +546,7 @@ def main() -> int:
             while fh.read(1 << 24):
                 pass
     Path(spec["workdir"]).mkdir(parents=True, exist_ok=True)
+    spec.setdefault("defaults", spec["tool"].endswith("-defaults"))
     res = TOOLS[spec["tool"]](spec, data, qs)
     # Peak RSS of this process since exec: VmHWM is per address space, unlike the parent's
     # ru_maxrss of the child, which on Linux keeps the parent's RSS at fork time as a floor.

@@ -65,6 +65,14 @@ def open_input(path: str) -> tuple[BinaryIO, str, int | None]:
 
 
 def _write(name: str, file: str, batch_size: int, unparsable: Unparsable, json_: bool, upsert: bool) -> None:
+    from vzcli.writes import interrupt_guard
+
+    with interrupt_guard():  # Ctrl-C: exit 130 only while nothing is written; a committed write is reported
+        _write_and_report(name, file, batch_size, unparsable, json_, upsert)
+
+
+def _write_and_report(name: str, file: str, batch_size: int, unparsable: Unparsable, json_: bool,
+                      upsert: bool) -> None:
     if not 1 <= batch_size <= limits.BATCH_MAX:
         raise usage(f"--batch-size must be between 1 and {limits.BATCH_MAX}, got {batch_size}")
     stream, source, size = open_input(file)
@@ -82,6 +90,8 @@ def _write(name: str, file: str, batch_size: int, unparsable: Unparsable, json_:
         shown = "\n".join("  " + m for m in res.errors[:5])
         more = f"\n  … and {res.discarded - 5} more" if res.discarded > 5 else ""
         render.warn(f"discarded {res.discarded} unparsable line(s):\n{shown}{more}")
+    for note in res.notes:
+        render.warn(note)
     if json_:
         out: dict[str, Any] = {"index": name, "count": res.count, "mutationId": res.mutation_id}
         if unparsable is Unparsable.discard:

@@ -1,0 +1,98 @@
+"""A bulk write into an index without an ANN file builds the file while it is written (vzcli.annbuild)."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vzcli import ann, annbuild
+from vzcli.doctor import run as doctor_run
+from vzcli.errors import InvalidVector
+from vzcli.local import LocalBackend
+from vzcli.store import Store
+
+N, DIMS = 3000, 8  # above the default merge threshold (2000)
+
+
+def _ndjson(ids: list[str], seed: int) -> io.BytesIO:
+    rng = np.random.default_rng(seed)
+    vals = rng.random((len(ids), DIMS)) + 0.01
+    lines = [f'{{"id":"{v}","values":[{",".join(f"{x:.5f}" for x in row)}]}}\n' for v, row in zip(ids, vals, strict=True)]
+    return io.BytesIO("".join(lines).encode())
+
+
+def _row(store: Store) -> dict[str, object]:
+    con = sqlite3.connect(store.catalog_path)
+    try:
+        cur = con.execute("SELECT ann_file, ann_max_key, ann_nodes, ann_dead, vector_count, "
+                          "(SELECT max(key) FROM vectors) AS top, (SELECT count(*) FROM dead_keys) AS dead FROM indexes")
+        return dict(zip([c[0] for c in cur.description], cur.fetchone(), strict=True))
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def be(tmp_path: Path) -> LocalBackend:
+    b = LocalBackend(Store(tmp_path / "s"), resident=False)
+    b.create_index("k", dimensions=DIMS, metric="cosine")
+    return b
+
+
+def _no_merge_after_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*a: object, **k: object) -> None:
+        raise AssertionError("the file should have been built during the write")
+
+    monkeypatch.setattr(ann, "maintain", lambda store, name, **k: None if _row(store)["ann_file"] else refuse())
+
+
+def test_bulk_insert_builds_the_file_during_the_write(be, monkeypatch) -> None:
+    _no_merge_after_commit(monkeypatch)
+    be.insert("k", _ndjson([f"v{i}" for i in range(N)], 0))
+    row = _row(be.store)
+    assert row["ann_file"] is not None
+    assert (row["ann_nodes"], row["ann_max_key"], row["ann_dead"], row["vector_count"]) == (N, row["top"], 0, N)
+    assert sorted(p.name for p in be.store.index_dir("k").iterdir()) == sorted(
+        [row["ann_file"], "merge.lock", f"seal-{row['ann_file']}"])  # published with its seal
+    assert doctor_run(be.store, "k").healthy
+
+
+def test_upsert_replacing_records_it_already_sent(be, monkeypatch) -> None:
+    """Records replaced later in the same write stay in the file as dead nodes, counted as such."""
+    _no_merge_after_commit(monkeypatch)
+    # 300 repeated ids; the 250 below v2000 were stored (and sent) in the first chunk of 2000
+    ids = [f"v{i}" for i in range(N)] + [f"v{i}" for i in range(0, 2400, 8)]
+    be.upsert("k", _ndjson(ids, 1))
+    row = _row(be.store)
+    assert (row["ann_nodes"], row["ann_dead"], row["dead"], row["vector_count"]) == (N + 250, 250, 250, N)
+    rep = doctor_run(be.store, "k")
+    assert rep.healthy, rep.to_dict()
+    q = [0.5] * DIMS
+    exact = be.query("k", vector=q, top_k=5, exact=True)
+    assert all(m["id"] in {f"v{i}" for i in range(N)} for m in be.query("k", vector=q, top_k=5)["matches"])
+    assert exact["count"] == 5
+
+
+def test_a_failed_builder_falls_back_to_the_merge(be, monkeypatch) -> None:
+    def broken(self: annbuild.Builder, seq: int) -> str:
+        self.abort()
+        raise RuntimeError("builder failed")
+
+    monkeypatch.setattr(annbuild.Builder, "finish", broken)
+    res = be.insert("k", _ndjson([f"v{i}" for i in range(N)], 2))
+    assert res.notes == []
+    row = _row(be.store)
+    assert row["ann_file"] is not None and row["ann_nodes"] == N  # rebuilt from SQLite after the commit
+    assert doctor_run(be.store, "k").healthy
+
+
+def test_a_rolled_back_write_leaves_no_file(be) -> None:
+    data = _ndjson([f"v{i}" for i in range(N)], 3).getvalue() + b'{"id": "bad", "values": [1]}\n'
+    with pytest.raises(InvalidVector):
+        be.insert("k", io.BytesIO(data))
+    row = _row(be.store)
+    assert (row["ann_file"], row["vector_count"], row["top"]) == (None, 0, None)
+    assert [p.name for p in be.store.index_dir("k").iterdir()] == ["merge.lock"]

@@ -1,0 +1,276 @@
+"""The seal of a published ANN file: what vz proved and computed about it when it published it.
+
+When a writer publishes an ANN file it verifies, once, that every live record the file should
+hold is in it with exactly SQLite's vector, and writes a seal beside it (`seal-<file>`) before the
+catalog points at the file:
+
+- the file's identity (size, inode, mtime_ns), its name and the mutation it was built at;
+- the slot of each key, as two int64 arrays sorted by key, which a query maps (no parsing);
+- where the vector matrix starts, and a SHA-256 of the matrix and of the key arrays.
+
+A query then opens a file in O(1): it reads the seal's header, compares the identity, and maps
+the arrays; looking a key up is a binary search over the mapping (O(log n) pages). A file whose
+identity differs from its seal is never used (queries are answered exactly from SQLite until
+the next write re-verifies it). A file without a seal (written by an older vz, or a seal lost in
+a crash) is searched through usearch, with every score taken from SQLite.
+
+A long-lived process (`resident`) copies the matrix into its own memory once, hashing the copy,
+and uses it only if the hash is the sealed one: an ANN file altered in place, even with its
+mtime put back, is then never scored from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from vzcli import usearch_file
+from vzcli.store import json_keys
+
+SEAL_PREFIX = "seal-"
+_MAGIC = b"VZSEAL1\n"
+_HEAD = 4096  # the JSON header, padded; the key and slot arrays follow
+METRIC_KIND = {"cosine": "Cos", "euclidean": "L2sq", "dot-product": "IP"}
+
+
+class SealError(Exception):
+    """A file that cannot be sealed: it does not hold exactly what SQLite says it should."""
+
+
+def seal_path(path: Path) -> Path:
+    return path.with_name(SEAL_PREFIX + path.name)
+
+
+def identity(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_ino, st.st_mtime_ns]
+
+
+def _digest(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p)
+    return h.hexdigest()
+
+
+def seal(path: Path, row: dict[str, Any], conn: sqlite3.Connection, *, max_key: int, seq: int | None) -> None:
+    """Verify the ANN file `path` of index `row` against SQLite and write its seal (O(n), once).
+
+    Every live record with a key <= `max_key` must be in the file with SQLite's vector, byte for
+    byte (keys of records deleted since are ignored: queries never score them). Raises SealError
+    otherwise. A file written by a usearch version `usearch_file` does not know is sealed with
+    its identity only: queries search it through usearch and score from SQLite.
+    """
+    st = path.stat()
+    meta = usearch_file.header(path)
+    if meta is None or not usearch_file.matches(meta, row["dimensions"], METRIC_KIND[row["metric"]], row["dtype"]):
+        raise SealError("its header does not match the index's configuration")
+    layout = usearch_file.layout_of(meta)
+    keys = slots = np.empty(0, np.int64)
+    head: dict[str, Any] = {"file": path.name, "identity": identity(st), "seq": seq, "max_key": max_key,
+                            "dims": row["dimensions"], "usearch": str(meta.get("version")), "vectors": False}
+    if layout is not None:
+        parsed = usearch_file.parse(path, layout)
+        if parsed is None:
+            raise SealError("its size is not what its header and levels say (truncated?)")
+        if row["dtype"] == "f32" and parsed.bytes_per_vector == 4 * row["dimensions"]:
+            live = np.flatnonzero(parsed.slot_keys != -1)
+            order = np.argsort(parsed.slot_keys[live], kind="stable")
+            keys, slots = parsed.slot_keys[live][order], live[order].astype(np.int64)
+            if len(keys) > 1 and bool((keys[1:] == keys[:-1]).any()):
+                raise SealError("a key is in it twice")
+            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mm:
+                mat = np.frombuffer(mm, dtype=np.float32, count=parsed.rows * row["dimensions"],
+                                    offset=parsed.matrix_offset).reshape(parsed.rows, row["dimensions"])
+                _verify(conn, row, max_key, keys, slots, mat)
+                matrix = _digest(memoryview(mm)[parsed.matrix_offset:parsed.matrix_offset + mat.nbytes])
+                del mat
+            head.update(vectors=True, rows=parsed.rows, n=len(keys), matrix_offset=parsed.matrix_offset,
+                        matrix_sha256=matrix, keys_sha256=_digest(keys.tobytes(), slots.tobytes()))
+    if path.stat().st_mtime_ns != st.st_mtime_ns:
+        raise SealError("it changed while being verified")
+    _write(seal_path(path), head, keys, slots)
+
+
+def _verify(conn: sqlite3.Connection, row: dict[str, Any], max_key: int, keys: np.ndarray, slots: np.ndarray,
+            mat: np.ndarray) -> None:
+    dims = row["dimensions"]
+    cur = conn.execute("SELECT key, vec FROM vectors WHERE index_id = ? AND key <= ? ORDER BY key",
+                       (row["id"], max_key))
+    while batch := cur.fetchmany(8192):
+        want = np.fromiter((k for k, _ in batch), dtype=np.int64, count=len(batch))
+        pos = np.searchsorted(keys, want)
+        pos[pos >= len(keys)] = 0
+        if not len(keys) or not bool((keys[pos] == want).all()):
+            raise SealError("a live record is missing from it")
+        blob = b"".join(v for _, v in batch)
+        if len(blob) != 4 * dims * len(batch):
+            raise SealError("SQLite holds a vector of the wrong size")  # doctor reports which
+        stored = np.frombuffer(blob, dtype=np.uint32).reshape(len(batch), dims)
+        if not np.array_equal(mat[slots[pos]].view(np.uint32), stored):
+            raise SealError("a vector in it differs from SQLite's")
+
+
+def _write(target: Path, head: dict[str, Any], keys: np.ndarray, slots: np.ndarray) -> None:
+    raw = orjson.dumps(head)
+    if len(raw) > _HEAD - len(_MAGIC) - 1:
+        raise SealError("seal header too long")
+    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write((_MAGIC + raw + b"\n").ljust(_HEAD, b" "))
+            f.write(keys.astype("<i8").tobytes())
+            f.write(slots.astype("<i8").tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@dataclass(slots=True)
+class Seal:
+    head: dict[str, Any]
+    keys: np.ndarray  # sorted int64 keys of the file, mapped from the seal
+    slots: np.ndarray  # slot of each key
+
+
+MISSING = "missing"
+
+
+def read_seal(path: Path, st: os.stat_result, row: dict[str, Any]) -> Seal | str | None:
+    """The seal of `path` if it vouches for the file as it is now (identity, name, mutation);
+    MISSING when there is none; None when there is one that does not match (never trust the file)."""
+    try:
+        f = open(seal_path(path), "rb")
+    except FileNotFoundError:
+        return MISSING
+    except OSError:
+        return None
+    with f:
+        start = f.read(_HEAD)
+        if len(start) != _HEAD or not start.startswith(_MAGIC):
+            return None
+        try:
+            head = orjson.loads(start[len(_MAGIC):].rstrip(b" \n"))
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(head, dict) or head.get("file") != path.name or head.get("identity") != identity(st) \
+                or head.get("seq") != row["ann_seq"] or head.get("dims") != row["dimensions"]:
+            return None
+        n = int(head.get("n", 0)) if head.get("vectors") else 0
+        if n == 0:
+            empty = np.empty(0, np.int64)
+            return Seal(head, empty, empty)
+        if os.fstat(f.fileno()).st_size != _HEAD + 16 * n:
+            return None
+        mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)  # outlives the descriptor
+    return Seal(head, np.frombuffer(mm, dtype="<i8", count=n, offset=_HEAD),
+                np.frombuffer(mm, dtype="<i8", count=n, offset=_HEAD + 8 * n))
+
+
+class FileVectors:
+    """The float32 vectors stored inside a published usearch file, found by key.
+
+    Queries score candidates straight from the file instead of reading their BLOBs from SQLite:
+    a key's vector never changes (upserts take a new key), and the seal proved the file held
+    SQLite's bytes when it was published.
+    """
+
+    def __init__(self, path: Path, keys: np.ndarray, slots: np.ndarray, mat: np.ndarray,
+                 head: dict[str, Any] | None = None) -> None:
+        self.path, self.keys, self.slots, self.mat = path, keys, slots, mat
+        self.head = head  # the seal's header; None for a file parsed without one (doctor)
+        self.resident = False
+        self.trusted = True  # False once the resident copy's hash differs from the seal's
+        self._lock = threading.Lock()
+        # id and namespace of each key (in `keys` order), loaded by `load_info`; `known` marks
+        # the keys that had a record when loaded (a key's id and namespace never change)
+        self.ids: np.ndarray | None = None
+        self.nss: np.ndarray | None = None
+        self.known: np.ndarray | None = None
+
+    @classmethod
+    def from_seal(cls, path: Path, s: Seal, dims: int) -> FileVectors | None:
+        head = s.head
+        if not head.get("vectors"):
+            return None
+        rows = int(head["rows"])
+        with open(path, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)  # outlives the descriptor
+        # a plain ndarray over the mapping: np.memmap's Python-level indexing costs more than a gather
+        mat = np.frombuffer(mapped, dtype=np.float32, count=rows * dims,
+                            offset=int(head["matrix_offset"])).reshape(rows, dims)
+        return cls(path, s.keys, s.slots, mat, head)
+
+    def make_resident(self) -> bool:
+        """Copy the matrix into this process's memory once (one sequential read) and keep the copy
+        only if its SHA-256 is the sealed one; False (and never again trusted) if it is not.
+
+        Worth it in a long-lived process: a first touch of a page costs several microseconds,
+        and a copy cannot change under the process, whatever happens to the file afterwards.
+        """
+        with self._lock:
+            if self.resident or not self.trusted:
+                return self.trusted
+            if self.head is None:
+                self.trusted = False
+                return False
+            copy = np.array(self.mat, copy=True)
+            keys, slots = np.array(self.keys), np.array(self.slots)
+            if _digest(copy.data.cast("B")) != self.head.get("matrix_sha256") or \
+                    _digest(keys.tobytes(), slots.tobytes()) != self.head.get("keys_sha256"):
+                self.trusted = False
+                return False
+            self.mat, self.keys, self.slots = copy, keys, slots
+            self.resident = True
+            return True
+
+    def load_info(self, conn: sqlite3.Connection, donor: FileVectors | None) -> None:
+        """Load the id and namespace of every key, taking what `donor` (the index's previous
+        file) already holds, so that after a merge only the merged records are read."""
+        with self._lock:
+            if self.known is not None:
+                return
+            n = len(self.keys)
+            ids, nss = np.full(n, None, dtype=object), np.full(n, None, dtype=object)
+            known = np.zeros(n, dtype=bool)
+            if donor is not None and donor.known is not None:
+                assert donor.ids is not None and donor.nss is not None
+                pos, hit = donor.find(self.keys)
+                hit &= donor.known[pos]
+                ids[hit], nss[hit], known[hit] = donor.ids[pos[hit]], donor.nss[pos[hit]], True
+            rows = conn.execute("SELECT key, id, namespace FROM vectors WHERE key IN (SELECT value FROM json_each(?))",
+                                (json_keys(self.keys[~known].tolist()),)).fetchall()
+            if rows:
+                at = np.searchsorted(self.keys, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
+                ids[at], nss[at], known[at] = [r[1] for r in rows], [r[2] for r in rows], True
+            self.ids, self.nss, self.known = ids, nss, known
+
+    def info(self, keys: list[int]) -> dict[int, tuple[str, str | None]]:
+        """key -> (id, namespace) for the `keys` this file knows (after `load_info`)."""
+        assert self.known is not None and self.ids is not None and self.nss is not None
+        pos, ok = self.find(np.asarray(keys, dtype=np.int64))
+        ok &= self.known[pos]
+        return {k: (self.ids[p], self.nss[p]) for k, p, good in zip(keys, pos.tolist(), ok.tolist(), strict=True) if good}
+
+    def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(position of each of `keys` in `self.keys`, mask of those the file holds)."""
+        if not len(self.keys):
+            return np.zeros(len(keys), dtype=np.int64), np.zeros(len(keys), dtype=bool)
+        pos = np.searchsorted(self.keys, keys)
+        pos[pos >= len(self.keys)] = 0
+        return pos, self.keys[pos] == keys
+
+    def split(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mask of `keys` present in the file, their vectors in order)."""
+        pos, hit = self.find(keys)
+        return hit, self.mat[self.slots[pos[hit]]]
