@@ -68,7 +68,7 @@ def serve(
     workers: int = typer.Option(None, "--workers", min=1, metavar="N", show_default="CPU count, at most 4",
                                 help="Server processes sharing the listening socket, so concurrent requests "
                                      "use every core. Each holds its own interpreter and caches (about "
-                                     "55 MiB at 100k vectors; the index files are shared). 1 serves from "
+                                     "30 MiB at 100k vectors; the index files are shared). 1 serves from "
                                      "this process alone."),
 ) -> None:
     """Serve the store over Cloudflare's Vectorize REST API v2 (for wrangler, the SDK, curl).
