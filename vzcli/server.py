@@ -152,71 +152,6 @@ def _catalog_identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-class _PerThread(dict[Any, Any]):
-    """A dict with one private copy per thread (see `_private_ann_caches`)."""
-
-    def __init__(self) -> None:
-        self._tls = threading.local()
-
-    def _d(self) -> dict[Any, Any]:
-        d = getattr(self._tls, "d", None)
-        if d is None:
-            d = self._tls.d = {}
-        return d
-
-    def get(self, k: Any, default: Any = None) -> Any:
-        return self._d().get(k, default)
-
-    def pop(self, k: Any, *default: Any) -> Any:
-        return self._d().pop(k, *default)
-
-    def __getitem__(self, k: Any) -> Any:
-        return self._d()[k]
-
-    def __setitem__(self, k: Any, v: Any) -> None:
-        self._d()[k] = v
-
-    def __delitem__(self, k: Any) -> None:
-        del self._d()[k]
-
-    def __contains__(self, k: object) -> bool:
-        return k in self._d()
-
-    def __iter__(self) -> Any:
-        return iter(self._d())
-
-    def __len__(self) -> int:
-        return len(self._d())
-
-    def keys(self) -> Any:
-        return self._d().keys()
-
-    def values(self) -> Any:
-        return self._d().values()
-
-    def items(self) -> Any:
-        return self._d().items()
-
-    def clear(self) -> None:
-        self._d().clear()
-
-
-def _private_ann_caches() -> None:
-    """Give each thread its own cache of opened usearch files (vzcli.ann).
-
-    WORKAROUND, to drop once vzcli.ann's caches are thread-safe: usearch's Python `search` runs on
-    the search context of thread slot 0 whatever thread calls it, so two threads searching one
-    shared `Index` object at once share its scratch buffers (visited set, candidate heaps). The
-    module-level caches hand every thread the same view; with one cache per thread each reader
-    maps the file itself (the pages are shared by the OS; the key/id arrays are per thread).
-    """
-    from vzcli import ann
-
-    for name in ("_VIEWS", "_FILE_VECTORS", "_INFO_DONORS"):
-        if type(getattr(ann, name, None)) is dict:
-            setattr(ann, name, _PerThread())
-
-
 # --- the app ------------------------------------------------------------------------------------
 Handler = Callable[..., Any]
 
@@ -246,8 +181,6 @@ class VzApp:
         self._bodies: asyncio.Semaphore | None = None
         self._readers = ThreadPoolExecutor(self.read_threads, "vz-read") if self.read_threads else None
         self._writer = ThreadPoolExecutor(1, "vz-write")
-        if self.read_threads:
-            _private_ann_caches()
         self._local = threading.local()
         self._backends: list[Any] = []
         self._backends_lock = threading.Lock()
