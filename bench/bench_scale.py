@@ -462,11 +462,15 @@ def measure(n: int, dim: int, a: argparse.Namespace) -> dict[str, Any]:
     m, efc, efs = vz_settings()
     res: dict[str, Any] = {"n": n, "dim": dim, "M": m, "ef_construction": efc, "ef_search_default": efs,
                            "raw_bytes": n * dim * 4, "load_start": os.getloadavg()[0]}
-    log(f"raw usearch add (M={m}, ef_construction={efc}){' (cached if present)' if a.reuse else ''}")
-    res["raw_build"] = raw_build(n, dim, a.reuse)
+    if a.no_raw_build:  # no ingest ratio for this size; raw usearch still searches vz's own file below
+        res["raw_build"] = {"skipped": True}
+    else:
+        log(f"raw usearch add (M={m}, ef_construction={efc}){' (cached if present)' if a.reuse else ''}")
+        res["raw_build"] = raw_build(n, dim, a.reuse)
     log("vz insert")
     res["insert"] = vz_insert(store, n, dim)
-    res["ingest_over_raw"] = res["insert"]["rate"] / res["raw_build"]["rate"]
+    if not a.no_raw_build:
+        res["ingest_over_raw"] = res["insert"]["rate"] / res["raw_build"]["rate"]
     if res["raw_build"].get("add_cpu"):  # CPU per vector: what each costs on an idle machine
         res["ingest_over_raw_cpu"] = res["raw_build"]["add_cpu"] / res["insert"]["cpu"]
     res["insert_rss_over_raw"] = res["insert"]["maxrss_kb"] * 1024 / res["raw_bytes"]
@@ -532,8 +536,9 @@ def report(results: dict[str, dict[str, Any]]) -> str:
                 if "raw" in pq["cpu"] else ms(pq["cpu"]["http"]))
         rows.append(" | ".join([
             f"| {size}",
-            f"{r['insert']['rate']:,.0f} ({raw['rate']:,.0f}{cached})",
-            fmt("ingest_over_raw", r["ingest_over_raw"], r) + _cpu_note(r.get("ingest_over_raw_cpu")),
+            f"{r['insert']['rate']:,.0f} ({raw['rate']:,.0f}{cached})" if "rate" in raw
+            else f"{r['insert']['rate']:,.0f} (raw not built)",
+            fmt("ingest_over_raw", r.get("ingest_over_raw"), r) + _cpu_note(r.get("ingest_over_raw_cpu")),
             f"{r['insert']['maxrss_kb'] / 1024:,.0f} MiB = {fmt('insert_rss_over_raw', r['insert_rss_over_raw'], r)}",
             f"{r['disk_per_vector']:,.0f} ({fmt('disk_over_raw', r['disk_over_raw'], r)})",
             f"{ms(wp['big']['median'])} ({ms(wp['small']['median'])}; {ms(wp['floor']['median'])})",
@@ -555,7 +560,7 @@ def details(results: dict[str, dict[str, Any]]) -> str:
         rng = lambda d: f"{ms(d['median'])} ({ms(d['min'])}-{ms(d['max'])})"  # noqa: E731
         same = f"; vz's top-10 equals raw usearch's for {pq['same_as_raw']:.0%} of queries" if "same_as_raw" in pq else ""
         out.append(
-            f"- {size}: raw usearch add {r['raw_build']['add_s']:.1f} s ({r['raw_build'].get('add_cpu', float('nan')):.0f} s CPU, peak RSS "
+            f"- {size}: raw usearch add {r['raw_build'].get('add_s', float('nan')):.1f} s ({r['raw_build'].get('add_cpu', float('nan')):.0f} s CPU, peak RSS "
             f"{r['raw_build'].get('maxrss_kb', float('nan')) / 1024:,.0f} MiB); vz insert {r['insert']['wall']:.1f} s "
             f"({r['insert']['cpu']:.0f} s CPU), ANN nodes {r['insert']['ann_nodes']}. Whole-process query "
             f"median (min-max) of {wp['runs']}: big {rng(wp['big'])}, 1k {rng(wp['small'])}, floor {rng(wp['floor'])}. "
@@ -605,6 +610,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--passes", type=int, default=3, help="passes over the queries for per-query cost (default %(default)s)")
     ap.add_argument("--ef", type=int, default=0, help="ef for raw usearch (default: vz's effective ef from the catalog)")
     ap.add_argument("--reuse", action="store_true", help="reuse the cached raw usearch build and its timing")
+    ap.add_argument("--no-raw-build", action="store_true", help="skip the raw usearch build (no ingest ratio; "
+                    "saves its time at 5M)")
     ap.add_argument("--keep-stores", action="store_true", help="keep each size's vz store under bench/out/scale/")
     ap.add_argument("--quick", action="store_true", help="10000x128, 5 runs, 50 queries, --no-write")
     ap.add_argument("--no-write", action="store_true", help="leave RESULTS.md, scale.png and scale.json alone")
