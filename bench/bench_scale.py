@@ -589,6 +589,8 @@ def chart(results: dict[str, dict[str, Any]], png: Path) -> str:
 
     src = OUT / "scale-chart.json"
     src.write_text(json.dumps(results))
+    if not Path(PEER_PY).exists():  # the results are saved already: a missing chart must not lose them
+        return f"(chart not drawn: {PEER_PY} missing; run bench/setup_peers.sh or set VZ_BENCH_PEER_PYTHON)"
     r = subprocess.run([PEER_PY, str(BENCH / "peers" / "scale_chart.py"), str(src), str(png)],
                        capture_output=True, text=True)
     return f"![cost against N]({png.name})" if r.returncode == 0 else f"(chart not drawn: {r.stderr.strip()[-300:]})"
@@ -610,6 +612,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--passes", type=int, default=3, help="passes over the queries for per-query cost (default %(default)s)")
     ap.add_argument("--ef", type=int, default=0, help="ef for raw usearch (default: vz's effective ef from the catalog)")
     ap.add_argument("--reuse", action="store_true", help="reuse the cached raw usearch build and its timing")
+    ap.add_argument("--render", action="store_true", help="measure nothing: rewrite the section and chart from "
+                    "bench/out/SECTION.json (the sizes measured so far)")
     ap.add_argument("--no-raw-build", action="store_true", help="skip the raw usearch build (no ingest ratio; "
                     "saves its time at 5M)")
     ap.add_argument("--keep-stores", action="store_true", help="keep each size's vz store under bench/out/scale/")
@@ -619,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
                     "bench/SECTION.png (default %(default)s)")
     ap.add_argument("--title", default="S. Scale (issue 17): cost against N", help="heading of that section")
     a = ap.parse_args(argv)
+    if a.render:
+        a.sizes, a.no_write = [], False
     if a.quick:
         a.sizes, a.runs, a.upsert_runs, a.queries, a.no_write = [(10000, 128)], 5, 3, 50, True
     if min(a.runs, a.upsert_runs, a.queries, a.passes) < 1:
@@ -646,7 +652,8 @@ def main(argv: list[str] | None = None) -> int:
         shown = json.loads(summary.read_text()) if summary.exists() else {}
     text = f"""## {a.title}
 
-Command: `.venv/bin/python bench/bench_scale.py {" ".join(argv)}` (machine: {started}).
+Command: `.venv/bin/python bench/bench_scale.py {" ".join(argv)}` (machine: {started}).{
+    " Rendered from the sizes' saved results; each row's commit, date and load are under Details." if a.render else ""}
 
 Clustered data (bench/datagen.py), cosine, vz's default settings (M={vz_settings()[0]},
 ef_construction={vz_settings()[1]}); raw usearch built with the same M and ef_construction on all cores.
