@@ -362,9 +362,9 @@ def _per_query_child(store_s: str, qpath: str, out: str, passes: int, ef_overrid
             raise RuntimeError(f"HTTP query: {r.status} {body}")
         return [int(m["id"]) for m in body["result"]["matches"]]
 
-    def raw_q(i: int) -> list[int]:
+    def raw_q(i: int) -> list[int]:  # asks for what vz asks usearch for at top-k K with no deletes
         assert raw is not None
-        return [int(x) for x in raw.search(qs[i], K, threads=1).keys]
+        return [int(x) for x in raw.search(qs[i], 2 * K, threads=1).keys[:K]]
 
     modes: dict[str, Callable[[int], list[int]]] = {"raw": raw_q, "lib": lib, "http": http_q}
     if raw is None:
@@ -378,7 +378,8 @@ def _per_query_child(store_s: str, qpath: str, out: str, passes: int, ef_overrid
                 f(i)
         for p in range(passes):
             for i in range(len(qs)):
-                for m, f in modes.items():
+                order = list(modes.items())  # rotated per query: whoever runs second finds the nodes cached
+                for m, f in order[i % len(order):] + order[:i % len(order)]:
                     s0 = proc_cpu_ns(srv.pid) if m == "http" else 0
                     c = time.process_time()
                     t = time.perf_counter()
