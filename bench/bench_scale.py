@@ -362,9 +362,9 @@ def _per_query_child(store_s: str, qpath: str, out: str, passes: int, ef_overrid
             raise RuntimeError(f"HTTP query: {r.status} {body}")
         return [int(m["id"]) for m in body["result"]["matches"]]
 
-    def raw_q(i: int) -> list[int]:
+    def raw_q(i: int) -> list[int]:  # asks for what vz asks usearch for at top-k K with no deletes
         assert raw is not None
-        return [int(x) for x in raw.search(qs[i], K, threads=1).keys]
+        return [int(x) for x in raw.search(qs[i], 2 * K, threads=1).keys[:K]]
 
     modes: dict[str, Callable[[int], list[int]]] = {"raw": raw_q, "lib": lib, "http": http_q}
     if raw is None:
@@ -378,7 +378,8 @@ def _per_query_child(store_s: str, qpath: str, out: str, passes: int, ef_overrid
                 f(i)
         for p in range(passes):
             for i in range(len(qs)):
-                for m, f in modes.items():
+                order = list(modes.items())  # rotated per query: whoever runs second finds the nodes cached
+                for m, f in order[i % len(order):] + order[:i % len(order)]:
                     s0 = proc_cpu_ns(srv.pid) if m == "http" else 0
                     c = time.process_time()
                     t = time.perf_counter()
@@ -462,11 +463,15 @@ def measure(n: int, dim: int, a: argparse.Namespace) -> dict[str, Any]:
     m, efc, efs = vz_settings()
     res: dict[str, Any] = {"n": n, "dim": dim, "M": m, "ef_construction": efc, "ef_search_default": efs,
                            "raw_bytes": n * dim * 4, "load_start": os.getloadavg()[0]}
-    log(f"raw usearch add (M={m}, ef_construction={efc}){' (cached if present)' if a.reuse else ''}")
-    res["raw_build"] = raw_build(n, dim, a.reuse)
+    if a.no_raw_build:  # no ingest ratio for this size; raw usearch still searches vz's own file below
+        res["raw_build"] = {"skipped": True}
+    else:
+        log(f"raw usearch add (M={m}, ef_construction={efc}){' (cached if present)' if a.reuse else ''}")
+        res["raw_build"] = raw_build(n, dim, a.reuse)
     log("vz insert")
     res["insert"] = vz_insert(store, n, dim)
-    res["ingest_over_raw"] = res["insert"]["rate"] / res["raw_build"]["rate"]
+    if not a.no_raw_build:
+        res["ingest_over_raw"] = res["insert"]["rate"] / res["raw_build"]["rate"]
     if res["raw_build"].get("add_cpu"):  # CPU per vector: what each costs on an idle machine
         res["ingest_over_raw_cpu"] = res["raw_build"]["add_cpu"] / res["insert"]["cpu"]
     res["insert_rss_over_raw"] = res["insert"]["maxrss_kb"] * 1024 / res["raw_bytes"]
@@ -532,8 +537,9 @@ def report(results: dict[str, dict[str, Any]]) -> str:
                 if "raw" in pq["cpu"] else ms(pq["cpu"]["http"]))
         rows.append(" | ".join([
             f"| {size}",
-            f"{r['insert']['rate']:,.0f} ({raw['rate']:,.0f}{cached})",
-            fmt("ingest_over_raw", r["ingest_over_raw"], r) + _cpu_note(r.get("ingest_over_raw_cpu")),
+            f"{r['insert']['rate']:,.0f} ({raw['rate']:,.0f}{cached})" if "rate" in raw
+            else f"{r['insert']['rate']:,.0f} (raw not built)",
+            fmt("ingest_over_raw", r.get("ingest_over_raw"), r) + _cpu_note(r.get("ingest_over_raw_cpu")),
             f"{r['insert']['maxrss_kb'] / 1024:,.0f} MiB = {fmt('insert_rss_over_raw', r['insert_rss_over_raw'], r)}",
             f"{r['disk_per_vector']:,.0f} ({fmt('disk_over_raw', r['disk_over_raw'], r)})",
             f"{ms(wp['big']['median'])} ({ms(wp['small']['median'])}; {ms(wp['floor']['median'])})",
@@ -555,7 +561,7 @@ def details(results: dict[str, dict[str, Any]]) -> str:
         rng = lambda d: f"{ms(d['median'])} ({ms(d['min'])}-{ms(d['max'])})"  # noqa: E731
         same = f"; vz's top-10 equals raw usearch's for {pq['same_as_raw']:.0%} of queries" if "same_as_raw" in pq else ""
         out.append(
-            f"- {size}: raw usearch add {r['raw_build']['add_s']:.1f} s ({r['raw_build'].get('add_cpu', float('nan')):.0f} s CPU, peak RSS "
+            f"- {size}: raw usearch add {r['raw_build'].get('add_s', float('nan')):.1f} s ({r['raw_build'].get('add_cpu', float('nan')):.0f} s CPU, peak RSS "
             f"{r['raw_build'].get('maxrss_kb', float('nan')) / 1024:,.0f} MiB); vz insert {r['insert']['wall']:.1f} s "
             f"({r['insert']['cpu']:.0f} s CPU), ANN nodes {r['insert']['ann_nodes']}. Whole-process query "
             f"median (min-max) of {wp['runs']}: big {rng(wp['big'])}, 1k {rng(wp['small'])}, floor {rng(wp['floor'])}. "
@@ -584,6 +590,8 @@ def chart(results: dict[str, dict[str, Any]], png: Path) -> str:
 
     src = OUT / "scale-chart.json"
     src.write_text(json.dumps(results))
+    if not Path(PEER_PY).exists():  # the results are saved already: a missing chart must not lose them
+        return f"(chart not drawn: {PEER_PY} missing; run bench/setup_peers.sh or set VZ_BENCH_PEER_PYTHON)"
     r = subprocess.run([PEER_PY, str(BENCH / "peers" / "scale_chart.py"), str(src), str(png)],
                        capture_output=True, text=True)
     return f"![cost against N]({png.name})" if r.returncode == 0 else f"(chart not drawn: {r.stderr.strip()[-300:]})"
@@ -605,6 +613,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--passes", type=int, default=3, help="passes over the queries for per-query cost (default %(default)s)")
     ap.add_argument("--ef", type=int, default=0, help="ef for raw usearch (default: vz's effective ef from the catalog)")
     ap.add_argument("--reuse", action="store_true", help="reuse the cached raw usearch build and its timing")
+    ap.add_argument("--render", action="store_true", help="measure nothing: rewrite the section and chart from "
+                    "bench/out/SECTION.json (the sizes measured so far)")
+    ap.add_argument("--no-raw-build", action="store_true", help="skip the raw usearch build (no ingest ratio; "
+                    "saves its time at 5M)")
     ap.add_argument("--keep-stores", action="store_true", help="keep each size's vz store under bench/out/scale/")
     ap.add_argument("--quick", action="store_true", help="10000x128, 5 runs, 50 queries, --no-write")
     ap.add_argument("--no-write", action="store_true", help="leave RESULTS.md, scale.png and scale.json alone")
@@ -612,6 +624,8 @@ def main(argv: list[str] | None = None) -> int:
                     "bench/SECTION.png (default %(default)s)")
     ap.add_argument("--title", default="S. Scale (issue 17): cost against N", help="heading of that section")
     a = ap.parse_args(argv)
+    if a.render:
+        a.sizes, a.no_write = [], False
     if a.quick:
         a.sizes, a.runs, a.upsert_runs, a.queries, a.no_write = [(10000, 128)], 5, 3, 50, True
     if min(a.runs, a.upsert_runs, a.queries, a.passes) < 1:
@@ -639,7 +653,8 @@ def main(argv: list[str] | None = None) -> int:
         shown = json.loads(summary.read_text()) if summary.exists() else {}
     text = f"""## {a.title}
 
-Command: `.venv/bin/python bench/bench_scale.py {" ".join(argv)}` (machine: {started}).
+Command: `.venv/bin/python bench/bench_scale.py {" ".join(argv)}` (machine: {started}).{
+    " Rendered from the sizes' saved results; each row's commit, date and load are under Details." if a.render else ""}
 
 Clustered data (bench/datagen.py), cosine, vz's default settings (M={vz_settings()[0]},
 ef_construction={vz_settings()[1]}); raw usearch built with the same M and ef_construction on all cores.

@@ -33,7 +33,8 @@ def main() -> int:
         ns = [r["n"] for r in rows]
         style = "o-" if dim == dims[0] else "s--"
         for key, label, color, _ in RATIOS:
-            vals = [1 / r["ingest_over_raw"] if key == "raw_over_ingest" else r.get(key) for r in rows]
+            vals = [(1 / r["ingest_over_raw"] if r.get("ingest_over_raw") else None) if key == "raw_over_ingest"
+                    else r.get(key) for r in rows]
             pts = [(n, v) for n, v in zip(ns, vals, strict=True) if v is not None]
             if pts:
                 ax.plot(*zip(*pts, strict=True), style, color=color, label=f"{label} ({dim}-d)")
