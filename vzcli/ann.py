@@ -28,6 +28,7 @@ import numpy as np
 
 from vzcli import envconf, published, usearch_file
 from vzcli.errors import StoreError
+from vzcli.outfile import fsync_dir
 from vzcli.published import FileVectors
 from vzcli.store import Store, json_keys
 
@@ -201,17 +202,6 @@ def file_state(path: Path, row: dict[str, Any]) -> str:
     return "altered" if s is None else "unsealed" if isinstance(s, str) else "sealed"
 
 
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def publish(idx: Any, d: Path, seq: int) -> str:
     """Save `idx` under a fresh name in `d` and return that name (not yet referenced by the catalog)."""
     d.mkdir(parents=True, exist_ok=True)
@@ -231,7 +221,7 @@ def publish(idx: Any, d: Path, seq: int) -> str:
         tmp.unlink(missing_ok=True)
         detail = getattr(e, "strerror", None) or str(e)
         raise StoreError(f"Cannot save an ANN file in {d}: {detail} (is the disk full or read-only?)") from None
-    _fsync_dir(d)
+    fsync_dir(d)
     return name
 
 

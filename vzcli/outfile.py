@@ -79,7 +79,7 @@ def output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             os.close(tfd)
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent, best_effort=True)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -88,8 +88,9 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         f.write(text.encode("utf-8"))
 
 
-def _fsync_dir(d: Path) -> None:
-    """Make the rename durable; best effort (some file systems refuse to fsync a directory)."""
+def fsync_dir(d: Path, *, best_effort: bool = False) -> None:
+    """Make a rename in `d` durable. A directory that cannot be opened is skipped; an fsync error
+    is raised unless `best_effort` (some file systems refuse to fsync a directory)."""
     try:
         dfd = os.open(d, os.O_RDONLY)
     except OSError:
@@ -97,6 +98,7 @@ def _fsync_dir(d: Path) -> None:
     try:
         os.fsync(dfd)
     except OSError:
-        pass
+        if not best_effort:
+            raise
     finally:
         os.close(dfd)
