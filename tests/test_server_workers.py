@@ -175,19 +175,33 @@ def test_parallel_reads_across_workers_equal_serial_reads(served: Served) -> Non
     assert {pid for _, pid in parallel} == set(served.workers)
 
 
+def _from_every_worker(served: Served) -> list[Any]:
+    """GET the index list over four keep-alive connections opened together: the workers spread
+    them 2/2 (see the next test), so every worker answers; one connection at a time may not."""
+    _wait_closed(served.port)
+    conns = [served.conn() for _ in range(4)]
+    for c in conns:
+        c.connect()
+    try:
+        return [served.call("GET", "", conn=c) for c in conns]
+    finally:
+        for c in conns:
+            c.close()
+
+
 def test_a_store_replaced_under_the_workers_is_reopened_by_each(served: Served, tmp_path: Path) -> None:
     from vzcli.local import LocalBackend
     from vzcli.store import Store
 
     served.call("POST", "", {"name": "old", "config": {"dimensions": 3, "metric": "cosine"}})
-    answers = [served.call("GET", "") for _ in range(12)]
+    answers = _from_every_worker(served)
     assert {pid for _, _, pid in answers} == set(served.workers)  # both opened the old catalog
     assert {tuple(ix["name"] for ix in body["result"]) for _, body, _ in answers} == {("old",)}
     shutil.rmtree(tmp_path / "store")
     b = LocalBackend(Store(tmp_path / "store"))
     b.create_index("new", dimensions=3, metric="cosine")
     b.store.close()
-    answers = [served.call("GET", "") for _ in range(12)]
+    answers = _from_every_worker(served)
     assert {pid for _, _, pid in answers} == set(served.workers)
     assert {tuple(ix["name"] for ix in body["result"]) for _, body, _ in answers} == {("new",)}
 
