@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from vzcli import envconf, published, usearch_file
+from vzcli import envconf, published, usearch_file, walk
 from vzcli.errors import StoreError
 from vzcli.outfile import fsync_dir
 from vzcli.published import FileVectors
@@ -93,15 +93,17 @@ def file_path(index_dir: Path, name: str) -> Path:
     return p
 
 
-_OPEN: dict[tuple[str, int, int, int], Opened] = {}
+_OPEN: dict[tuple[str, int, int, int, bool], Opened] = {}
 _OPEN_MAX = 8
 _LOCK = threading.Lock()  # guards the caches: `vz serve` answers queries on several threads
 
 
-def open_file(path: Path, row: dict[str, Any]) -> Opened | None:
+def open_file(path: Path, row: dict[str, Any], *, resident: bool = True) -> Opened | None:
     """Map a published file for searching, in O(1) when it is sealed; None when it must not be used
     (missing, altered since its seal, truncated or unreadable): callers then search SQLite exactly.
 
+    A `resident` process searches through usearch's `view` (its O(n) open is paid once); a
+    one-shot process searches a sealed file with `walk.Walker`, which reads only what it visits.
     Published files are immutable (every publish writes a new name), so a long-running process
     (vz serve) keeps its mappings open across queries, keyed by inode, size and mtime.
     """
@@ -109,7 +111,7 @@ def open_file(path: Path, row: dict[str, Any]) -> Opened | None:
         st = path.stat()
     except OSError:
         return None
-    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, resident)
     with _LOCK:
         cached = _OPEN.get(key)
     if cached is not None:
@@ -121,6 +123,37 @@ def open_file(path: Path, row: dict[str, Any]) -> Opened | None:
         return None  # the file is not the one vz verified: never touch it
     if isinstance(s, str) and not file_ok(path, row):
         return None
+    opened = None if resident else _walker(path, s, row)
+    if opened is None:
+        opened = _usearch_view(path, s, row)
+    if opened is None:
+        return None
+    with _LOCK:
+        stale = [k for k in _OPEN if k[0] == key[0] and k[1:4] != key[1:4]]  # the path's earlier files
+        for old in stale + list(_OPEN)[: max(0, len(_OPEN) - _OPEN_MAX + 1)]:
+            _OPEN.pop(old, None)
+        _OPEN[key] = opened
+    return opened
+
+
+def _walker(path: Path, s: published.Seal | str, row: dict[str, Any]) -> Opened | None:
+    """A sealed file with its graph's offsets, searched by vz (`walk`); None if its seal has none."""
+    if not isinstance(s, published.Seal) or s.offsets is None or not isinstance(s.head.get("graph"), dict):
+        return None
+    try:
+        fv = FileVectors.from_seal(path, s, row["dimensions"])
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (OSError, ValueError, KeyError):
+        return None
+    if fv is None:
+        os.close(fd)
+        return None
+    w = walk.Walker(fd, int(s.head["matrix_offset"]), row["dimensions"], s.offsets, s.head["graph"],
+                    row["metric"], row["expansion_search"])
+    return Opened(w, fv)
+
+
+def _usearch_view(path: Path, s: published.Seal | str, row: dict[str, Any]) -> Opened | None:
     from usearch.index import Index
 
     try:
@@ -136,12 +169,7 @@ def open_file(path: Path, row: dict[str, Any]) -> Opened | None:
             fv = FileVectors.from_seal(path, s, row["dimensions"])
         except (OSError, ValueError, KeyError):
             return None
-    opened = Opened(idx, fv)
-    with _LOCK:
-        for old in [k for k in _OPEN if k[0] == key[0]] + list(_OPEN)[: max(0, len(_OPEN) - _OPEN_MAX + 1)]:
-            _OPEN.pop(old, None)
-        _OPEN[key] = opened
-    return opened
+    return Opened(idx, fv)
 
 
 _INFO_DONORS: dict[Path, FileVectors] = {}  # index directory -> its latest file with ids loaded

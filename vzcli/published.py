@@ -6,6 +6,8 @@ catalog points at the file:
 
 - the file's identity (size, inode, mtime_ns), its name and the mutation it was built at;
 - the slot of each key, as two int64 arrays sorted by key, which a query maps (no parsing);
+- the graph's shape (connectivity, entry point, top level) and the file offset of each slot's
+  node, an int64 array, so that a one-shot query can walk the graph itself (`vzcli.walk`);
 - where the vector matrix starts, and a SHA-256 of the matrix and of the key arrays.
 
 A query then opens a file in O(1): it reads the seal's header, compares the identity, and maps
@@ -74,7 +76,7 @@ def seal(path: Path, row: dict[str, Any], conn: sqlite3.Connection, *, max_key: 
     if meta is None or not usearch_file.matches(meta, row["dimensions"], METRIC_KIND[row["metric"]], row["dtype"]):
         raise SealError("its header does not match the index's configuration")
     layout = usearch_file.layout_of(meta)
-    keys = slots = np.empty(0, np.int64)
+    keys = slots = offsets = np.empty(0, np.int64)
     head: dict[str, Any] = {"file": path.name, "identity": identity(st), "seq": seq, "max_key": max_key,
                             "dims": row["dimensions"], "usearch": str(meta.get("version")), "vectors": False}
     if layout is not None:
@@ -93,11 +95,14 @@ def seal(path: Path, row: dict[str, Any], conn: sqlite3.Connection, *, max_key: 
                 _verify(conn, row, max_key, keys, slots, mat)
                 matrix = _digest(memoryview(mm)[parsed.matrix_offset:parsed.matrix_offset + mat.nbytes])
                 del mat
+            assert parsed.offsets is not None
+            offsets = parsed.offsets
             head.update(vectors=True, rows=parsed.rows, n=len(keys), matrix_offset=parsed.matrix_offset,
-                        matrix_sha256=matrix, keys_sha256=_digest(keys.tobytes(), slots.tobytes()))
+                        matrix_sha256=matrix, keys_sha256=_digest(keys.tobytes(), slots.tobytes()),
+                        graph=parsed.graph)
     if path.stat().st_mtime_ns != st.st_mtime_ns:
         raise SealError("it changed while being verified")
-    _write(seal_path(path), head, keys, slots)
+    _write(seal_path(path), head, keys, slots, offsets)
 
 
 def _verify(conn: sqlite3.Connection, row: dict[str, Any], max_key: int, keys: np.ndarray, slots: np.ndarray,
@@ -119,7 +124,7 @@ def _verify(conn: sqlite3.Connection, row: dict[str, Any], max_key: int, keys: n
             raise SealError("a vector in it differs from SQLite's")
 
 
-def _write(target: Path, head: dict[str, Any], keys: np.ndarray, slots: np.ndarray) -> None:
+def _write(target: Path, head: dict[str, Any], keys: np.ndarray, slots: np.ndarray, offsets: np.ndarray) -> None:
     raw = orjson.dumps(head)
     if len(raw) > _HEAD - len(_MAGIC) - 1:
         raise SealError("seal header too long")
@@ -129,6 +134,7 @@ def _write(target: Path, head: dict[str, Any], keys: np.ndarray, slots: np.ndarr
             f.write((_MAGIC + raw + b"\n").ljust(_HEAD, b" "))
             f.write(keys.astype("<i8").tobytes())
             f.write(slots.astype("<i8").tobytes())
+            f.write(offsets.astype("<i8").tobytes())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -141,6 +147,7 @@ class Seal:
     head: dict[str, Any]
     keys: np.ndarray  # sorted int64 keys of the file, mapped from the seal
     slots: np.ndarray  # slot of each key
+    offsets: np.ndarray | None = None  # file offset of each slot's node (seals with a "graph")
 
 
 MISSING = "missing"
@@ -170,11 +177,15 @@ def read_seal(path: Path, st: os.stat_result, row: dict[str, Any]) -> Seal | str
         if n == 0:
             empty = np.empty(0, np.int64)
             return Seal(head, empty, empty)
-        if os.fstat(f.fileno()).st_size != _HEAD + 16 * n:
+        # seals written before vz stored the graph's offsets have no "graph" (and no offsets)
+        rows = int(head.get("rows", 0)) if isinstance(head.get("graph"), dict) else 0
+        if os.fstat(f.fileno()).st_size != _HEAD + 16 * n + 8 * rows:
             return None
         mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)  # outlives the descriptor
+        mm.madvise(mmap.MADV_RANDOM)  # binary searches: a fault should map its page, not 64 KiB around it
+    offsets = np.frombuffer(mm, dtype="<i8", count=rows, offset=_HEAD + 16 * n) if rows else None
     return Seal(head, np.frombuffer(mm, dtype="<i8", count=n, offset=_HEAD),
-                np.frombuffer(mm, dtype="<i8", count=n, offset=_HEAD + 8 * n))
+                np.frombuffer(mm, dtype="<i8", count=n, offset=_HEAD + 8 * n), offsets)
 
 
 class FileVectors:

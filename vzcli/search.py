@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vzcli import ann
+from vzcli import ann, walk
 from vzcli.filters import Compiled
 from vzcli.store import json_keys
 
@@ -216,7 +216,7 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     opened = None
     # below the size where HNSW pays (the planner's own cap), exact is as cheap and never misses
     if not exact and row["ann_file"] is not None and (restricted or hnsw_pays(k, live)):
-        opened = ann.open_file(ann.file_path(index_dir, row["ann_file"]), row)
+        opened = ann.open_file(ann.file_path(index_dir, row["ann_file"]), row, resident=resident)
         if opened is not None and resident and opened.fv is not None and not opened.fv.make_resident():
             opened = None  # the file changed since it was sealed: neither score from it nor search it
     if opened is None:
@@ -258,8 +258,12 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     found: list[tuple[float, int]] = []
     while True:
         # usearch searches with ef = max(expansion_search, count): no need to mutate the shared view
-        with opened.lock:
-            m = view.search(q, count, threads=1)
+        try:
+            with opened.lock:
+                m = view.search(q, count, threads=1)
+        except walk.Unusable:  # the file's graph is not what its seal says: answer from SQLite
+            where, params = _cond(index_id, namespace, comp, drive=True)
+            return _exact(conn, metric, q, k, where, params, dims), Plan("exact")
         keys = m.keys.tolist()
         plan.fetched = len(keys)
         if plan.trusted:

@@ -20,6 +20,10 @@ Dense file, format v2 (usearch 2.x, `include/usearch/index_dense.hpp` and `index
 6. the nodes, in slot order: `u64 key`, `i16 level`, then for level 0 `u32 count` and
    `connectivity_max_base` u32 neighbour slots, and for each higher level `u32 count` and
    `connectivity` u32 slots. A removed node keeps its slot with the free key (all ones).
+
+`vzcli.walk` searches that graph itself in a one-shot process (usearch's `view` reads every
+node's key when it opens a file, O(n)); it finds nodes through the offsets `parse` computes,
+which the seal stores, and `neighbours_at` below.
 """
 
 from __future__ import annotations
@@ -54,6 +58,13 @@ class Layout:
 
 
 V2 = Layout()
+
+
+def neighbours_at(layout: Layout, node: int, level: int, m: int, m0: int) -> int:
+    """File offset of the `u32 count` that starts the level-`level` neighbour list of the node
+    at offset `node`."""
+    at = node + layout.node_head
+    return at if level == 0 else at + 4 + 4 * m0 + (level - 1) * (4 + 4 * m)
 _FREE_KEY = -1  # usearch's default free key (u64 all ones) read as int64
 
 
@@ -97,6 +108,8 @@ class Parsed:
     matrix_offset: int
     size: int
     slot_keys: np.ndarray  # int64 key of each slot (-1: a removed node's free slot); empty if not asked
+    graph: dict[str, int] | None = None  # m, m0, max_level, entry, removed (with keys)
+    offsets: np.ndarray | None = None  # int64 file offset of each slot's node (with keys)
 
 
 def parse(path: Path, layout: Layout, *, keys: bool = True) -> Parsed | None:
@@ -128,13 +141,17 @@ def parse(path: Path, layout: Layout, *, keys: bool = True) -> Parsed | None:
             nodes_at = lv_at + 2 * n
             if nodes_at + int(sizes.sum()) != size:
                 return None
-            slot_keys = np.empty(0, np.int64)
+            slot_keys = starts = np.empty(0, np.int64)
             if keys and n:
                 starts = nodes_at + np.concatenate(([0], np.cumsum(sizes[:-1])))
                 buf = np.frombuffer(mm, dtype=np.uint8)
                 slot_keys = buf[starts[:, None] + np.arange(8)].view("<i8").reshape(-1).copy()
                 del buf
-    return Parsed(rows, bpv, layout.matrix_offset, size, slot_keys)
+    if not keys:
+        return Parsed(rows, bpv, layout.matrix_offset, size, slot_keys)
+    graph = {"m": m, "m0": m0, "max_level": max_level, "entry": entry,
+             "removed": int((slot_keys == _FREE_KEY).sum())}
+    return Parsed(rows, bpv, layout.matrix_offset, size, slot_keys, graph, starts)
 
 
 def size_ok(path: Path, layout: Layout) -> bool:
