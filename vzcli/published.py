@@ -208,6 +208,7 @@ class FileVectors:
         self.ids: np.ndarray | None = None
         self.nss: np.ndarray | None = None
         self.known: np.ndarray | None = None
+        self._info: list[tuple[str, str | None]] = []
 
     @classmethod
     def from_seal(cls, path: Path, s: Seal, dims: int) -> FileVectors | None:
@@ -265,13 +266,15 @@ class FileVectors:
                 at = np.searchsorted(self.keys, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
                 ids[at], nss[at], known[at] = [r[1] for r in rows], [r[2] for r in rows], True
             self.ids, self.nss, self.known = ids, nss, known
+            self._info = list(zip(ids.tolist(), nss.tolist(), strict=True))  # indexing a list costs less
 
     def info(self, keys: list[int]) -> dict[int, tuple[str, str | None]]:
         """key -> (id, namespace) for the `keys` this file knows (after `load_info`)."""
-        assert self.known is not None and self.ids is not None and self.nss is not None
+        assert self.known is not None
         pos, ok = self.find(np.asarray(keys, dtype=np.int64))
         ok &= self.known[pos]
-        return {k: (self.ids[p], self.nss[p]) for k, p, good in zip(keys, pos.tolist(), ok.tolist(), strict=True) if good}
+        info = self._info
+        return {k: info[p] for k, p, good in zip(keys, pos.tolist(), ok.tolist(), strict=True) if good}
 
     def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(position of each of `keys` in `self.keys`, mask of those the file holds)."""

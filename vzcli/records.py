@@ -72,15 +72,20 @@ def check_vector(values: Any, dims: int, vid: str, *, raw_has_bool: bool = True,
         raise InvalidVector(prefix + f"values must be an array of numbers, got {_jtype(values)}", code=code)
     if len(values) != dims:
         raise InvalidVector(prefix + f"expected {dims} dimensions, and got {len(values)} dimensions", code=code)
-    if raw_has_bool and bool in map(type, values):
-        raise InvalidVector(prefix + "values must be numbers, not booleans", code=code)
     try:
         arr = np.array(values)
     except (TypeError, ValueError, OverflowError):
-        raise InvalidVector(prefix + "values must all be numbers", code=code) from None
-    # the usual case, finite floats (numpy found no string, null or nested array): one range check
-    if arr.dtype.kind == "f" and arr.ndim == 1 and np.abs(arr).max() < _F32_ROUNDS_TO_INF:  # False for NaN
-        return arr.astype(np.float32)
+        arr = None
+    # the usual case, finite floats (numpy found no string, null or nested array): one range check.
+    # numpy turns booleans among floats into 0.0 and 1.0, so only a vector holding one of those
+    # needs the (slower) look at each value's type
+    if arr is not None and arr.dtype.kind == "f" and arr.ndim == 1 and np.abs(arr).max() < _F32_ROUNDS_TO_INF:
+        if not (raw_has_bool and ((arr == 0.0) | (arr == 1.0)).any() and bool in map(type, values)):
+            return arr.astype(np.float32)
+    if raw_has_bool and bool in map(type, values):
+        raise InvalidVector(prefix + "values must be numbers, not booleans", code=code)
+    if arr is None:
+        raise InvalidVector(prefix + "values must all be numbers", code=code)
     if arr.ndim != 1 or arr.dtype.kind not in "fib":
         # strings, nested arrays, nulls, or integers too large for any float
         raise InvalidVector(prefix + "values must all be numbers that fit in float32", code=code)
