@@ -31,6 +31,11 @@ def _records() -> str:
 
 @pytest.fixture
 def filled(vz: Any, store: Path) -> Path:
+    # 4 KiB pages (vz makes 16 KiB ones): the damage below needs the tables spread over several pages
+    store.mkdir(parents=True)
+    with sqlite3.connect(store / "catalog.sqlite3") as c:
+        c.execute("PRAGMA page_size = 4096")
+        c.execute("PRAGMA user_version = 0")  # writes the header: an empty catalog with that page size
     assert vz("create", "docs", "--dimensions", "8", "--metric", "euclidean").exit_code == 0
     assert vz("create-metadata-index", "docs", "--property-name", "c", "--type", "string").exit_code == 0
     r = vz("insert", "docs", "--file", "-", "--json", input=_records())

@@ -161,7 +161,7 @@ def _fsize_limit(limit: int) -> Callable[[], None]:
     return pre
 
 
-DIMS, N = 8, 4000
+DIMS, N = 8, 8000
 
 
 @pytest.fixture(scope="module")

@@ -120,3 +120,56 @@ def test_lock_timeout_is_code_1003(tmp_path, monkeypatch) -> None:
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def test_new_catalogs_use_16k_pages_and_older_ones_keep_theirs(tmp_path) -> None:
+    """SQLite keeps a record whole in one page: 16 KiB pages leave a 768-d record (3.1 KB) little
+    room to waste. A catalog that exists keeps its page size (changing it rewrites the file)."""
+    s = Store(tmp_path / "new")
+    LocalBackend(s).create_index("x", dimensions=2, metric="cosine")
+    s.close()
+    root = tmp_path / "old"
+    root.mkdir()
+    with sqlite3.connect(root / "catalog.sqlite3") as c:
+        c.execute("PRAGMA page_size = 4096")
+        c.execute("PRAGMA user_version = 0")  # an empty catalog that already has its pages
+    old = Store(root)
+    LocalBackend(old).create_index("x", dimensions=2, metric="cosine")
+    old.close()
+    for path, size in ((s.catalog_path, 16384), (root / "catalog.sqlite3", 4096)):
+        with sqlite3.connect(path) as c:
+            assert c.execute("PRAGMA page_size").fetchone()[0] == size
+            assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_the_namespace_index_holds_only_records_with_a_namespace(tmp_path) -> None:
+    """Migration 3: `vectors_ns` is partial, and a catalog of schema 2 gets it on its first write."""
+    import io
+    import json
+
+    root = tmp_path / "s"
+    b = LocalBackend(Store(root))
+    b.create_index("x", dimensions=2, metric="cosine")
+    lines = "".join(json.dumps({"id": f"v{i}", "values": [1.0, i], **({"namespace": "a"} if i < 3 else {})}) + "\n"
+                    for i in range(10))
+    b.insert("x", io.BytesIO(lines.encode()))
+    b.store.close()
+    with sqlite3.connect(root / "catalog.sqlite3") as c:  # back to schema 2's full index
+        c.execute("DROP INDEX vectors_ns")
+        c.execute("CREATE INDEX vectors_ns ON vectors(index_id, namespace, key)")
+        c.execute("PRAGMA user_version = 2")
+    b = LocalBackend(Store(root))
+    assert [m["id"] for m in b.query("x", vector=[1.0, 1.0], top_k=5, namespace="a")["matches"]] == ["v1", "v2", "v0"]
+    b.create_index("y", dimensions=2, metric="cosine")  # the first write migrates
+    b.store.close()
+    with sqlite3.connect(root / "catalog.sqlite3") as c:
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        sql = c.execute("SELECT sql FROM sqlite_master WHERE name = 'vectors_ns'").fetchone()[0]
+        assert sql.endswith("WHERE namespace IS NOT NULL")
+        plan = " ".join(r[3] for r in c.execute(
+            "EXPLAIN QUERY PLAN SELECT key FROM vectors WHERE index_id = 1 AND namespace = 'a'"))
+        assert "vectors_ns" in plan
+        assert c.execute("SELECT count(*) FROM vectors INDEXED BY vectors_ns WHERE namespace IS NOT NULL").fetchone() \
+            == (3,)
+    b = LocalBackend(Store(root))
+    assert [m["id"] for m in b.query("x", vector=[1.0, 1.0], top_k=5, namespace="a")["matches"]] == ["v1", "v2", "v0"]

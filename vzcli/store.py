@@ -105,10 +105,18 @@ def _m002_vectors_by_index_key(db: Any) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS vectors_key ON vectors(index_id, key)")
 
 
+def _m003_vectors_ns_partial(db: Any) -> None:
+    """Index only the records that have a namespace: a store that uses none (most) saves ~16 bytes
+    per record. Queries name a namespace with `namespace = ?`, which a partial index on
+    `namespace IS NOT NULL` serves."""
+    db.execute("DROP INDEX IF EXISTS vectors_ns")
+    db.execute("CREATE INDEX vectors_ns ON vectors(index_id, namespace, key) WHERE namespace IS NOT NULL")
+
+
 # To add a migration: append `_mNNN_what(db)` to MIGRATIONS. It runs inside the write transaction
 # that sets `user_version`; raise OLDEST_READABLE to its number only if read commands cannot use a
 # catalog that lacks it (a read never migrates: it asks the user to run a write instead).
-MIGRATIONS: list[Callable[[Any], None]] = [_m001_initial, _m002_vectors_by_index_key]
+MIGRATIONS: list[Callable[[Any], None]] = [_m001_initial, _m002_vectors_by_index_key, _m003_vectors_ns_partial]
 SCHEMA_VERSION = len(MIGRATIONS)
 OLDEST_READABLE = 1
 
@@ -118,6 +126,12 @@ APPLICATION_ID = 0x767A767A
 UNMARKED_TABLES = {1: frozenset({"indexes", "vectors", "metadata_indexes", "mvals", "dead_keys", "mutations"})}
 
 VZ, BLANK = "vz", "blank"
+
+# SQLite's page size for new catalogs. A record is its float32 vector plus ~30 bytes, and SQLite
+# keeps whole records in a page: with 4 KiB pages a 768-d record (3,102 bytes) fills one page alone
+# (25% of the file empty), a 384-d one two to a page, a 128-d one seven. 16 KiB pages waste <6% at
+# every common width. Existing catalogs keep theirs (changing it rewrites the whole file).
+PAGE_SIZE = 16384
 
 
 def inspect_catalog(conn: sqlite3.Connection) -> tuple[str, int, str]:
@@ -350,6 +364,8 @@ class Store:
     def _prepare_write(self, conn: sqlite3.Connection) -> None:
         """Before the first write: under the write lock, check the catalog is vz's (the authoritative
         look, through the WAL), mark it, run due migrations; then make sure it is in WAL mode."""
+        if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # a new file (SQLite ignores it inside a transaction)
         with self._transaction(conn):
             kind, version, detail = inspect_catalog(conn)
             if kind == "foreign":
