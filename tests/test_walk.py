@@ -82,6 +82,7 @@ def _lines(vecs: dict[str, np.ndarray]) -> io.BytesIO:
 @pytest.fixture
 def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Store, dict[str, np.ndarray]]:
     monkeypatch.setenv("VZ_MERGE_THRESHOLD", "100")
+    monkeypatch.setattr(ann, "WALK_MIN_NODES", 0)  # walk these 700-node graphs too
     ann._OPEN.clear()
     rng = np.random.default_rng(2)
     st = Store(tmp_path / "store")
@@ -103,10 +104,12 @@ def _file(st: Store) -> Path:
 
 def test_a_one_shot_query_walks_the_sealed_graph_without_loading_usearch(built) -> None:
     st, model = built
-    assert isinstance(ann.open_file(_file(st), _row(st), resident=False).view, walk.Walker)  # type: ignore[union-attr]
-    assert not isinstance(ann.open_file(_file(st), _row(st), resident=True).view, walk.Walker)  # type: ignore[union-attr]
+    assert isinstance(ann.open_file(_file(st), _row(st), walk=True).view, walk.Walker)  # type: ignore[union-attr]
+    assert not isinstance(ann.open_file(_file(st), _row(st)).view, walk.Walker)  # type: ignore[union-attr]
     code = (
         "import json, sys\n"
+        "import vzcli.ann\n"
+        "vzcli.ann.WALK_MIN_NODES = 0\n"
         "from vzcli.cli import main\n"
         "sys.argv = ['vz', 'query', 'p', '--vector', sys.argv[1], '--top-k', '3', '--json']\n"
         "try:\n    main()\nfinally:\n"
@@ -190,9 +193,49 @@ def test_a_seal_written_before_graph_offsets_is_searched_through_usearch(built) 
     ann._OPEN.clear()
     s2 = published.read_seal(path, path.stat(), row)
     assert isinstance(s2, published.Seal) and s2.offsets is None
-    opened = ann.open_file(path, row, resident=False)
+    opened = ann.open_file(path, row, walk=True)
     assert opened is not None and not isinstance(opened.view, walk.Walker) and opened.fv is not None
     be = LocalBackend(st, resident=False)
     for vid in ("v8", "v600"):
         q = model[vid].tolist()
         assert be.query("p", vector=q, top_k=5) == be.query("p", vector=q, top_k=5, exact=True)
+
+
+def test_walk_pays_only_for_large_graphs_and_narrow_searches() -> None:
+    assert ann.walk_pays(1_000_000, 128) and ann.walk_pays(ann.WALK_MIN_NODES, ann.WALK_MAX_EF)
+    assert not ann.walk_pays(ann.WALK_MIN_NODES - 1, 64)  # usearch's open costs less than a walk
+    assert not ann.walk_pays(5_000_000, ann.WALK_MAX_EF + 1)  # a wide search: usearch's is cheaper
+
+
+def test_a_search_that_widens_past_the_walk_limit_switches_to_usearch(built, monkeypatch) -> None:
+    """A filtered one-shot query searches wider than ef: beyond WALK_MAX_EF it goes on through
+    usearch's view, and still answers like the exact search."""
+    st, model = built
+    be = LocalBackend(st, resident=False)
+    be.create_metadata_index("p", "g", "number")
+    rng = np.random.default_rng(9)
+    extra = {f"w{i}": rng.standard_normal(16).astype(np.float32) for i in range(300)}
+    be.upsert("p", io.BytesIO("".join(json.dumps({"id": k, "values": v.tolist(), "metadata": {"g": 0}}) + "\n"
+                                      for k, v in extra.items()).encode()))  # 300 > the exact cap (256)
+    assert _row(st)["ann_max_key"] > 700  # merged into the file
+    used: list[str] = []
+    real_walk, real_view = walk.Walker.search, ann._usearch_view
+
+    def spy_walk(self: walk.Walker, *a: object, **kw: object) -> walk.Matches:
+        used.append("walk")
+        return real_walk(self, *a, **kw)  # type: ignore[arg-type]
+
+    def spy_view(*a: object, **kw: object) -> object:
+        used.append("usearch")
+        return real_view(*a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(walk.Walker, "search", spy_walk)
+    monkeypatch.setattr(ann, "_usearch_view", spy_view)
+    monkeypatch.setattr(ann, "WALK_MAX_EF", 100)  # a filtered first pass asks for 128
+    ann._OPEN.clear()
+    q = extra["w4"].tolist()
+    assert be.query("p", vector=q, top_k=5)["matches"][0]["id"] == "w4"
+    assert used == ["walk"]
+    got = be.query("p", vector=q, top_k=5, filter={"g": 0})
+    assert got == be.query("p", vector=q, top_k=5, filter={"g": 0}, exact=True)
+    assert got["matches"][0]["id"] == "w4" and used == ["walk", "usearch"]

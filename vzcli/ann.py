@@ -98,12 +98,25 @@ _OPEN_MAX = 8
 _LOCK = threading.Lock()  # guards the caches: `vz serve` answers queries on several threads
 
 
-def open_file(path: Path, row: dict[str, Any], *, resident: bool = True) -> Opened | None:
+# A one-shot query walks the graph itself (`walk`) only where that costs less than usearch's
+# O(n) open plus its search: from this many nodes (usearch opens 100k nodes in ~4 ms)...
+WALK_MIN_NODES = 200_000
+# ...and up to this ef (a walk in Python costs ~15x usearch's search per node visited; at 1M nodes
+# usearch's open costs about what a walk at ef 512 does). See docs/ann.md.
+WALK_MAX_EF = 256
+
+
+def walk_pays(nodes: int, ef: int) -> bool:
+    """Whether a one-shot search at `ef` of a graph of `nodes` nodes should walk it (`walk`)."""
+    return nodes >= WALK_MIN_NODES and ef <= WALK_MAX_EF
+
+
+def open_file(path: Path, row: dict[str, Any], *, walk: bool = False) -> Opened | None:
     """Map a published file for searching, in O(1) when it is sealed; None when it must not be used
     (missing, altered since its seal, truncated or unreadable): callers then search SQLite exactly.
 
-    A `resident` process searches through usearch's `view` (its O(n) open is paid once); a
-    one-shot process searches a sealed file with `walk.Walker`, which reads only what it visits.
+    The graph is searched through usearch's `view`, whose open costs O(n) once, or with `walk`
+    (a one-shot process, see `walk_pays`) by `walk.Walker`, which reads only what it visits.
     Published files are immutable (every publish writes a new name), so a long-running process
     (vz serve) keeps its mappings open across queries, keyed by inode, size and mtime.
     """
@@ -111,7 +124,7 @@ def open_file(path: Path, row: dict[str, Any], *, resident: bool = True) -> Open
         st = path.stat()
     except OSError:
         return None
-    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, resident)
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, walk)
     with _LOCK:
         cached = _OPEN.get(key)
     if cached is not None:
@@ -123,7 +136,7 @@ def open_file(path: Path, row: dict[str, Any], *, resident: bool = True) -> Open
         return None  # the file is not the one vz verified: never touch it
     if isinstance(s, str) and not file_ok(path, row):
         return None
-    opened = None if resident else _walker(path, s, row)
+    opened = _walker(path, s, row) if walk else None
     if opened is None:
         opened = _usearch_view(path, s, row)
     if opened is None:

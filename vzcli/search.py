@@ -216,7 +216,8 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     opened = None
     # below the size where HNSW pays (the planner's own cap), exact is as cheap and never misses
     if not exact and row["ann_file"] is not None and (restricted or hnsw_pays(k, live)):
-        opened = ann.open_file(ann.file_path(index_dir, row["ann_file"]), row, resident=resident)
+        opened = ann.open_file(ann.file_path(index_dir, row["ann_file"]), row,
+                               walk=not resident and ann.walk_pays(row["ann_nodes"], row["expansion_search"]))
         if opened is not None and resident and opened.fv is not None and not opened.fv.make_resident():
             opened = None  # the file changed since it was sealed: neither score from it nor search it
     if opened is None:
@@ -258,6 +259,13 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     found: list[tuple[float, int]] = []
     while True:
         # usearch searches with ef = max(expansion_search, count): no need to mutate the shared view
+        if isinstance(view, walk.Walker) and not ann.walk_pays(nodes, max(view.expansion_search, count)):
+            # a wide search (a selective filter): usearch's open plus its search now cost less
+            opened = ann.open_file(ann.file_path(index_dir, row["ann_file"]), row)
+            if opened is None:
+                where, params = _cond(index_id, namespace, comp, drive=True)
+                return _exact(conn, metric, q, k, where, params, dims), Plan("exact")
+            view = opened.view
         try:
             with opened.lock:
                 m = view.search(q, count, threads=1)
