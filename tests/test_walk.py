@@ -82,7 +82,8 @@ def _lines(vecs: dict[str, np.ndarray]) -> io.BytesIO:
 @pytest.fixture
 def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Store, dict[str, np.ndarray]]:
     monkeypatch.setenv("VZ_MERGE_THRESHOLD", "100")
-    monkeypatch.setattr(ann, "WALK_MIN_NODES", 0)  # walk these 700-node graphs too
+    monkeypatch.setattr(ann, "WALK_BASE_NODES", 0)  # walk these 700-node graphs too, up to ef 87
+    monkeypatch.setattr(ann, "WALK_NODES_PER_EF", 8)
     ann._OPEN.clear()
     rng = np.random.default_rng(2)
     st = Store(tmp_path / "store")
@@ -109,7 +110,7 @@ def test_a_one_shot_query_walks_the_sealed_graph_without_loading_usearch(built) 
     code = (
         "import json, sys\n"
         "import vzcli.ann\n"
-        "vzcli.ann.WALK_MIN_NODES = 0\n"
+        "vzcli.ann.WALK_BASE_NODES = vzcli.ann.WALK_NODES_PER_EF = 0\n"
         "from vzcli.cli import main\n"
         "sys.argv = ['vz', 'query', 'p', '--vector', sys.argv[1], '--top-k', '3', '--json']\n"
         "try:\n    main()\nfinally:\n"
@@ -202,9 +203,9 @@ def test_a_seal_written_before_graph_offsets_is_searched_through_usearch(built) 
 
 
 def test_walk_pays_only_for_large_graphs_and_narrow_searches() -> None:
-    assert ann.walk_pays(1_000_000, 128) and ann.walk_pays(ann.WALK_MIN_NODES, ann.WALK_MAX_EF)
-    assert not ann.walk_pays(ann.WALK_MIN_NODES - 1, 64)  # usearch's open costs less than a walk
-    assert not ann.walk_pays(5_000_000, ann.WALK_MAX_EF + 1)  # a wide search: usearch's is cheaper
+    assert ann.walk_pays(1_000_000, 128) and ann.walk_pays(1_000_000, 1000) and ann.walk_pays(5_000_000, 5000)
+    assert not ann.walk_pays(100_000, 64)  # usearch's open costs less than a walk
+    assert not ann.walk_pays(1_000_000, 2000)  # a wide search: usearch's open and search cost less
 
 
 def test_a_search_that_widens_past_the_walk_limit_switches_to_usearch(built, monkeypatch) -> None:
@@ -231,7 +232,7 @@ def test_a_search_that_widens_past_the_walk_limit_switches_to_usearch(built, mon
 
     monkeypatch.setattr(walk.Walker, "search", spy_walk)
     monkeypatch.setattr(ann, "_usearch_view", spy_view)
-    monkeypatch.setattr(ann, "WALK_MAX_EF", 100)  # a filtered first pass asks for 128
+    # the fixture walks up to ef 87 here: unfiltered queries search at ef 64, a filtered first pass at 128
     ann._OPEN.clear()
     q = extra["w4"].tolist()
     assert be.query("p", vector=q, top_k=5)["matches"][0]["id"] == "w4"

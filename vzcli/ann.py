@@ -99,16 +99,17 @@ _LOCK = threading.Lock()  # guards the caches: `vz serve` answers queries on sev
 
 
 # A one-shot query walks the graph itself (`walk`) only where that costs less than usearch's
-# O(n) open plus its search: from this many nodes (usearch opens 100k nodes in ~4 ms)...
-WALK_MIN_NODES = 200_000
-# ...and up to this ef (a walk in Python costs ~15x usearch's search per node visited; at 1M nodes
-# usearch's open costs about what a walk at ef 512 does). See docs/ann.md.
-WALK_MAX_EF = 256
+# O(n) open plus its search. Measured (docs/ann.md): usearch opens a file in ~45 ns per node (4 ms
+# at 100k, 40-70 ms at 1M); a walk costs ~3 ms plus 15-35 us per unit of ef, usearch's search a
+# tenth of that. So walk when ef * WALK_NODES_PER_EF + WALK_BASE_NODES <= nodes: never at 100k
+# with the default ef 64, up to ef ~1,100 at 1M, ~6,000 at 5M.
+WALK_NODES_PER_EF = 800
+WALK_BASE_NODES = 70_000
 
 
 def walk_pays(nodes: int, ef: int) -> bool:
     """Whether a one-shot search at `ef` of a graph of `nodes` nodes should walk it (`walk`)."""
-    return nodes >= WALK_MIN_NODES and ef <= WALK_MAX_EF
+    return ef * WALK_NODES_PER_EF + WALK_BASE_NODES <= nodes
 
 
 def open_file(path: Path, row: dict[str, Any], *, walk: bool = False) -> Opened | None:
