@@ -201,3 +201,24 @@ def test_repeated_runs_report_medians_with_their_range() -> None:
     row = table("N", {"vz-lib": agg}, []).splitlines()[4]
     assert row.startswith("| vz-lib | 1 | 2,000 (1,000-3,000) | - | ef=18 (asked 16) | 0.970 (0.960-0.990) | "
                           "2.00 ms (1.00 ms-4.00 ms) | 2.00 ms (1.00 ms-4.00 ms) | ")
+
+
+def test_walk_cost_prints_a_row_per_ef(tmp_path: Path) -> None:
+    import io
+
+    import numpy as np
+
+    from vzcli.local import LocalBackend
+    from vzcli.store import Store
+
+    rng = np.random.default_rng(3)
+    be = LocalBackend(Store(tmp_path / "s"))
+    be.create_index("p", dimensions=16, metric="cosine")
+    be.insert("p", io.BytesIO("".join(json.dumps({"id": f"v{i}", "values": rng.standard_normal(16).tolist()}) + "\n"
+                                      for i in range(5000)).encode()))
+    r = _run(tmp_path, "bench/walk_cost.py", "--store", str(tmp_path / "s"), "--index", "p", "--queries", "3",
+             "--efs", "16,32")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("| 16 |") or ln.startswith("| 32 |")]
+    assert len(rows) == 2 and all(ln.endswith("x |") for ln in rows)
+    assert r.stdout.startswith("p: 5,000 nodes x 16; usearch open ")
