@@ -173,3 +173,40 @@ def test_the_namespace_index_holds_only_records_with_a_namespace(tmp_path) -> No
             == (3,)
     b = LocalBackend(Store(root))
     assert [m["id"] for m in b.query("x", vector=[1.0, 1.0], top_k=5, namespace="a")["matches"]] == ["v1", "v2", "v0"]
+
+
+def test_the_first_write_from_another_thread_prepares_through_its_own_connection(tmp_path, monkeypatch) -> None:
+    """`vz serve` opens the store on one thread and may write first from another: the catalog must
+    then be created and migrated through the writing thread's connection, never through the owner's,
+    which its own thread may be using at that moment."""
+    import threading
+
+    old = Store(tmp_path / "s")
+    LocalBackend(old).create_index("w", dimensions=2, metric="cosine")
+    old.close()
+    s = Store(tmp_path / "s")
+    assert s.conn() is not None  # opened (read-only use so far) on this thread: it owns the connection
+    seen: list[tuple[sqlite3.Connection, sqlite3.Connection | None]] = []
+    real = Store._prepare_write
+
+    def spy(self: Store, conn: sqlite3.Connection) -> None:
+        seen.append((conn, self._conn))
+        real(self, conn)
+
+    monkeypatch.setattr(Store, "_prepare_write", spy)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            LocalBackend(s).create_index("x", dimensions=2, metric="cosine")
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=write)
+    t.start()
+    t.join()
+    assert not errors
+    [(used, owners)] = seen
+    assert owners is not None and used is not owners
+    assert [i["name"] for i in LocalBackend(s).list_indexes()] == ["w", "x"]  # the owner's thread sees it
+    assert _version(s.catalog_path) == SCHEMA_VERSION

@@ -201,9 +201,11 @@ class Store:
             return []
 
     # --- connection ---
-    def conn(self, *, create: bool = False) -> sqlite3.Connection | None:
+    def conn(self, *, create: bool = False, prepare: bool = True) -> sqlite3.Connection | None:
         """The catalog connection; None when the store (or its catalog) does not exist yet and
-        `create` is false. With `create`, the catalog is created or migrated as needed."""
+        `create` is false. With `create`, the catalog is created or migrated as needed (through
+        this connection, unless `prepare` is false: `_thread_conn` then prepares it through the
+        calling thread's own connection)."""
         if self._conn is None:
             kind = self._preflight(create)
             if kind is None:
@@ -212,7 +214,7 @@ class Store:
                 return None  # an empty database file: nothing to read, and a read must not claim it
             self._open()
         assert self._conn is not None
-        if create and not self._writable:
+        if create and prepare and not self._writable:
             self._prepare_write(self._conn)
         return self._conn
 
@@ -400,8 +402,16 @@ class Store:
 
     def _thread_conn(self, *, create: bool = False) -> sqlite3.Connection | None:
         """The connection this thread reads and writes through (see `_readers`)."""
-        conn = self.conn(create=create)
-        if conn is None or threading.get_ident() == self._owner:
+        if threading.get_ident() == self._owner:
+            return self.conn(create=create)
+        # the first write of a store prepares the catalog through the writing thread's own connection:
+        # the owner's may be in use by its thread at that very moment (vz serve's reader threads)
+        conn = self.conn(create=create, prepare=False)
+        if conn is None:
+            return conn
+        if threading.get_ident() == self._owner:  # this thread has just opened the store
+            if create and not self._writable:
+                self._prepare_write(conn)
             return conn
         local = self._local
         rc: sqlite3.Connection | None = getattr(local, "conn", None)
@@ -413,6 +423,8 @@ class Store:
             local.conn = rc
             with self._readers_lock:
                 self._readers.append(rc)
+        if create and not self._writable:
+            self._prepare_write(rc)
         return rc
 
     @contextmanager
