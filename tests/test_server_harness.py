@@ -174,3 +174,42 @@ def test_bad_security_options_are_usage_errors(args: list[str], message: str, tm
     assert r.returncode == 2 and r.stdout == "" and message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
     assert list(tmp_path.iterdir()) == []  # no store made, and the ephemeral directory removed
+
+
+def _guard_pid(store: Path) -> int:
+    """The process that removes an ephemeral store (its command line names the store)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                argv = (d / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if str(store).encode() in argv and b"-c" in argv:
+                found.append(int(d.name))
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_ephemeral_store_is_removed_even_when_the_server_is_killed(workers: str) -> None:
+    import select
+
+    proc = _serve("--port", "0", "--ephemeral", "--workers", workers)
+    try:
+        first = _first_line(proc)
+        assert proc.stderr is not None
+        store = Path(EPHEMERAL.search(proc.stderr.readline()).group(1))  # type: ignore[union-attr]
+        idx = f"{first['url']}/accounts/{ACCT}/vectorize/v2/indexes"
+        assert _call(idx, "POST", {"name": "a", "config": {"dimensions": 3, "metric": "cosine"}})[0] == 200
+        assert (store / "catalog.sqlite3").is_file()
+        guard = os.pidfd_open(_guard_pid(store))
+    finally:
+        proc.kill()  # SIGKILL: nothing runs in the server any more
+        proc.communicate(timeout=30)
+    try:
+        # the guard exits once the server and its workers are gone and the store is removed
+        assert select.select([guard], [], [], 30)[0] == [guard]
+    finally:
+        os.close(guard)
+    assert not store.exists()

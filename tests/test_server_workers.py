@@ -85,8 +85,17 @@ class Served:
 
 
 def _children(pid: int) -> list[int]:
+    """The server's workers: its children but the guard of an ephemeral store (its own session)."""
     with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(x) for x in f.read().split()]
+        kids = [int(x) for x in f.read().split()]
+    return [k for k in kids if _same_session(k, pid)]
+
+
+def _same_session(a: int, b: int) -> bool:
+    try:
+        return os.getsid(a) == os.getsid(b)
+    except ProcessLookupError:  # a worker that just died (the guard lives as long as the server)
+        return True
 
 
 def _server_socket_inode(server_port: int, client_port: int) -> str:

@@ -95,6 +95,7 @@ def serve(
     if workers > 1 and not hasattr(os, "fork"):
         raise UsageError("--workers above 1 needs fork(), which this platform lacks: pass --workers 1")
     tmp = Path(tempfile.mkdtemp(prefix="vz-serve-")) if ephemeral else None
+    guard = _guard(tmp) if tmp is not None else None
     try:
         store_path = Path(tmp or store or State.store or default_store_path())
 
@@ -116,6 +117,31 @@ def serve(
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        if guard is not None:
+            os.close(guard[0])  # the guard sees EOF, finds nothing left to remove and exits
+            guard[1].wait()
+
+
+# Removes an ephemeral store once every process holding the pipe's write end is gone (the server
+# and its workers), however they ended: SIGKILL included.
+_GUARD = ("import shutil, signal, sys\n"
+          "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+          "sys.stdin.buffer.read()\n"
+          "shutil.rmtree(sys.argv[1], ignore_errors=True)\n")
+
+
+def _guard(tmp: Path) -> tuple[int, Any]:
+    """Start the process that removes `tmp` when this one is gone; (write end of its pipe, process)."""
+    import subprocess
+
+    r, w = os.pipe()
+    try:
+        # its own session: Ctrl-C in the terminal and a kill of the process group leave it to its work
+        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _GUARD, str(tmp)], stdin=r,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    finally:
+        os.close(r)
+    return w, proc
 
 
 def default_workers() -> int:
