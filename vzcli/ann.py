@@ -152,7 +152,8 @@ def open_file(path: Path, row: dict[str, Any], *, walk: bool = False) -> Opened 
 
 def _walker(path: Path, s: published.Seal | str, row: dict[str, Any]) -> Opened | None:
     """A sealed file with its graph's offsets, searched by vz (`walk`); None if its seal has none."""
-    if not isinstance(s, published.Seal) or s.offsets is None or not isinstance(s.head.get("graph"), dict):
+    if not isinstance(s, published.Seal) or s.offsets is None or not isinstance(s.head.get("graph"), dict) \
+            or not hasattr(os, "pread"):  # Windows has no pread: usearch's view then
         return None
     try:
         fv = FileVectors.from_seal(path, s, row["dimensions"])
