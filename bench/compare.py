@@ -283,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3,
                     help="runs of every tool, round-robin; figures are medians with min-max (default %(default)s)")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--section", default="c", help="RESULTS.md section to write; another than c also names the "
+                    "chart bench/SECTION.png (default %(default)s)")
+    ap.add_argument("--title", default="C. Side by side with the peers", help="heading of that section")
     ap.add_argument("--reuse", default="",
                     help="comma-separated tools NOT to re-run: their last raw results (bench/out/cmp/*.result.json, "
                          "peak RSS from bench/out/compare-summary.json) are summarised again")
@@ -354,15 +357,16 @@ def main(argv: list[str] | None = None) -> int:
     summary.write_text(json.dumps(all_summ, indent=1))
 
     # --no-write / --quick leave RESULTS.md, the chart and the summary that --reuse reads alone
-    png = BENCH / "compare.png" if not (a.no_write or a.quick) else OUT / "compare-scratch.png"
+    png_name = "compare.png" if a.section == "c" else f"{a.section}.png"
+    png = BENCH / png_name if not (a.no_write or a.quick) else OUT / "compare-scratch.png"
     chart = subprocess.run([PEER_PY, str(BENCH / "peers" / "chart.py"), str(summary), str(png)],
                            capture_output=True, text=True)
-    chart_note = "![latency vs recall, ingest rate](compare.png)" if chart.returncode == 0 else \
+    chart_note = f"![latency vs recall, ingest rate]({png_name})" if chart.returncode == 0 else \
         f"(chart not drawn: {chart.stderr.strip()[-300:]})"
     flabels = ["1%", "10%"]
     body = "\n".join(table(size, summ, flabels) for size, summ in all_summ.items())
     goals = [ln for size, summ in all_summ.items() for ln in verdict(size, summ)]
-    text = f"""## C. Side by side with the peers
+    text = f"""## {a.title}
 
 Command: `.venv/bin/python bench/compare.py {" ".join(argv)}` (machine: {started}; peers in the bench
 venv `bench/.venv`, made by `bench/setup_peers.sh`).
@@ -393,7 +397,7 @@ Goal lines (vz as a library, at the setting picked above):
 """
     print(text)
     if not a.no_write and not a.quick:
-        update_section("c", text)
+        update_section(a.section, text)
     return 0
 
 
