@@ -357,4 +357,4 @@ def test_ef_search_follows_the_graph_size() -> None:
     from vzcli.ann import ef_search_for
 
     assert [ef_search_for(n) for n in (0, 1000, 100_000, 100_001, 1_000_000, 5_000_000, 20_000_000, 10**9)] == \
-        [64, 64, 64, 72, 128, 208, 320, 512]
+        [64, 64, 64, 72, 128, 512, 1024, 1024]

@@ -38,18 +38,23 @@ CHUNK = 8192
 SMALL_GRAPH = 4096  # graphs smaller than this are built with one thread (deterministic, whole)
 
 
-EF_BASE, EF_BASE_NODES, EF_GROWTH, EF_MAX = 64, 100_000, 0.30, 512
+EF_BASE, EF_BASE_NODES, EF_GROWTH, EF_MAX = 64, 100_000, 0.30, 1024
+EF_1M, EF_GROWTH_PAST_1M = 128, 0.86
 
 
 def ef_search_for(nodes: int) -> int:
     """The ef_search (usearch `expansion_search`) of a graph of `nodes` nodes, stored in the
-    catalog when its file is published. Recall at a fixed ef falls as the graph grows; this keeps
-    recall@10 >= 0.99 on clustered embedding-like data: 64 up to 100k nodes, then growing as
-    nodes ** 0.30 (x2 per 10x). Chosen from the measurements in docs/ann.md. Queries search
-    with max(this, 2 * top-k) (`search.search`)."""
+    catalog when its file is published. Recall at a fixed ef falls as the graph grows: 64 up to
+    100k nodes, then growing as nodes ** 0.30 (x2 per 10x) to 128 at 1M (recall@10 0.986-0.994
+    on clustered embedding-like data), then faster, as nodes ** 0.86, to 512 at 5M: there recall
+    was 0.923 at ef 208 and 0.953 at ef 512, at 1.5x the CPU per query (docs/ann.md). Queries
+    search with max(this, 2 * top-k) (`search.search`)."""
     if nodes <= EF_BASE_NODES:
         return EF_BASE
-    ef = EF_BASE * (nodes / EF_BASE_NODES) ** EF_GROWTH
+    if nodes <= 1_000_000:
+        ef = EF_BASE * (nodes / EF_BASE_NODES) ** EF_GROWTH
+    else:
+        ef = EF_1M * (nodes / 1_000_000) ** EF_GROWTH_PAST_1M
     return min(EF_MAX, 8 * math.ceil(ef / 8))
 
 
