@@ -84,6 +84,7 @@ def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Store, dict[
     monkeypatch.setenv("VZ_MERGE_THRESHOLD", "100")
     monkeypatch.setattr(ann, "WALK_BASE_NODES", 0)  # walk these 700-node graphs too, up to ef 87
     monkeypatch.setattr(ann, "WALK_NODES_PER_EF", 8)
+    monkeypatch.setattr(ann, "WALK_IMPORT_NODES", 0)  # the same whether or not usearch is imported yet
     ann._OPEN.clear()
     rng = np.random.default_rng(2)
     st = Store(tmp_path / "store")
@@ -202,10 +203,16 @@ def test_a_seal_written_before_graph_offsets_is_searched_through_usearch(built) 
         assert be.query("p", vector=q, top_k=5) == be.query("p", vector=q, top_k=5, exact=True)
 
 
-def test_walk_pays_only_for_large_graphs_and_narrow_searches() -> None:
-    assert ann.walk_pays(1_000_000, 128) and ann.walk_pays(1_000_000, 1000) and ann.walk_pays(5_000_000, 5000)
-    assert not ann.walk_pays(100_000, 64)  # usearch's open costs less than a walk
-    assert not ann.walk_pays(1_000_000, 2000)  # a wide search: usearch's open and search cost less
+def test_walk_pays_only_where_it_costs_less_than_usearch() -> None:
+    loaded = {"usearch_loaded": True}
+    assert ann.walk_pays(1_000_000, 128, **loaded) and ann.walk_pays(1_000_000, 1000, **loaded)
+    assert ann.walk_pays(5_000_000, 5000, **loaded)
+    assert not ann.walk_pays(100_000, 64, **loaded)  # usearch's open costs less than a walk
+    assert not ann.walk_pays(1_000_000, 2000, **loaded)  # a wide search: usearch's open and search cost less
+    # a process that has not imported usearch would pay its import too (50-70 ms)
+    assert ann.walk_pays(10_000, 64, usearch_loaded=False) and ann.walk_pays(100_000, 1000, usearch_loaded=False)
+    assert not ann.walk_pays(100_000, 2000, usearch_loaded=False)
+    assert ann.walk_pays(100_000, 64) is ("usearch.index" not in sys.modules)
 
 
 def test_a_search_that_widens_past_the_walk_limit_switches_to_usearch(built, monkeypatch) -> None:

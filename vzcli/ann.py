@@ -18,6 +18,7 @@ import fcntl
 import math
 import os
 import sqlite3
+import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -106,15 +107,19 @@ _LOCK = threading.Lock()  # guards the caches: `vz serve` answers queries on sev
 # A one-shot query walks the graph itself (`walk`) only where that costs less than usearch's
 # O(n) open plus its search. Measured (docs/ann.md): usearch opens a file in ~45 ns per node (4 ms
 # at 100k, 40-70 ms at 1M); a walk costs ~3 ms plus 15-35 us per unit of ef, usearch's search a
-# tenth of that. So walk when ef * WALK_NODES_PER_EF + WALK_BASE_NODES <= nodes: never at 100k
-# with the default ef 64, up to ef ~1,100 at 1M, ~6,000 at 5M.
+# tenth of that. So walk when ef * WALK_NODES_PER_EF + WALK_BASE_NODES <= nodes: up to ef ~1,100
+# at 1M, ~6,000 at 5M. A process that has not imported usearch yet would also pay its import,
+# 50-70 ms, as much as opening ~1.1M more nodes (WALK_IMPORT_NODES): it walks any graph up to ef ~1,400.
 WALK_NODES_PER_EF = 800
 WALK_BASE_NODES = 70_000
+WALK_IMPORT_NODES = 1_100_000
 
 
-def walk_pays(nodes: int, ef: int) -> bool:
+def walk_pays(nodes: int, ef: int, *, usearch_loaded: bool | None = None) -> bool:
     """Whether a one-shot search at `ef` of a graph of `nodes` nodes should walk it (`walk`)."""
-    return ef * WALK_NODES_PER_EF + WALK_BASE_NODES <= nodes
+    if usearch_loaded is None:
+        usearch_loaded = "usearch.index" in sys.modules
+    return ef * WALK_NODES_PER_EF + WALK_BASE_NODES <= nodes + (0 if usearch_loaded else WALK_IMPORT_NODES)
 
 
 def open_file(path: Path, row: dict[str, Any], *, walk: bool = False) -> Opened | None:
