@@ -349,3 +349,22 @@ def test_bad_line_after_several_chunks_rolls_everything_back(vz, docs) -> None:
     r = vz("upsert", docs, "--file", "-", "--unparsable-behavior", "discard", "--json", input=text)
     assert r.exit_code == 0 and r.json()["count"] == 2599 and r.json()["discarded"] == 1
     assert vz("info", docs, "--json").json()["vectorCount"] == 2600
+
+
+@pytest.mark.parametrize("values", [[True, 0.5, 0.25], [0.5, 0.25, False], [1, True, 0.0], [True, False, True]])
+def test_a_boolean_among_the_values_is_refused_and_changes_nothing(vz, docs, values) -> None:
+    """JSON true/false are not numbers, though numpy would read them as 1.0 and 0.0: the check
+    looks at each value's type whenever a 0.0 or 1.0 is among them (metadata booleans are fine)."""
+    before = snapshot(vz, docs)
+    line = ndjson([rec("a", [0.1, 0.2, 0.3]), {"id": "b", "values": values, "metadata": {"ok": True}}])
+    err = fails(vz("insert", docs, "--file", "-", input=line), 1, 40012)
+    assert '<stdin>:2: invalid vector for id="b", values must be numbers, not booleans' in err
+    assert snapshot(vz, docs) == before
+    r = vz("query", docs, "--vector", "1", "0", "true", "--json")
+    assert r.exit_code != 0 and r.stdout == ""
+
+
+def test_zeros_and_ones_that_are_numbers_are_accepted(vz, docs) -> None:
+    write(vz, docs, [rec("a", [1.0, 0.0, 1]), rec("b", [0, 1, 0.0], metadata={"flag": False})])
+    got = vz("get-vectors", docs, "--ids", "a", "b", "--json").json()
+    assert [v["values"] for v in got] == [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]

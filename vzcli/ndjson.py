@@ -61,7 +61,7 @@ def read_records(stream: BinaryIO, dims: int, source: str, *, discard: bool = Fa
             except orjson.JSONDecodeError as e:
                 raise Unparsable(f"not valid JSON ({_short(e)}); each line must be one JSON object like "
                                  '{"id": "a", "values": [0.1, 0.2]}') from None
-            yield parse_record(obj, dims, raw=line)
+            yield parse_record(obj, dims)
         except (InvalidVector, Unparsable) as e:
             located = _located(e, source, lineno)
             if not discard:

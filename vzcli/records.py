@@ -64,7 +64,7 @@ def check_namespace(ns: Any) -> str | None:
 _F32_ROUNDS_TO_INF = 2.0**128 - 2.0**103
 
 
-def check_vector(values: Any, dims: int, vid: str, *, raw_has_bool: bool = True, code: int = CODE_DIMENSIONS,
+def check_vector(values: Any, dims: int, vid: str, *, code: int = CODE_DIMENSIONS,
                  what: str = "vector") -> np.ndarray:
     """`values` as float32, exactly `dims` finite numbers that fit in float32."""
     prefix = f'invalid {what} for id="{vid}", ' if vid else f"invalid {what}, "
@@ -80,9 +80,9 @@ def check_vector(values: Any, dims: int, vid: str, *, raw_has_bool: bool = True,
     # numpy turns booleans among floats into 0.0 and 1.0, so only a vector holding one of those
     # needs the (slower) look at each value's type
     if arr is not None and arr.dtype.kind == "f" and arr.ndim == 1 and np.abs(arr).max() < _F32_ROUNDS_TO_INF:
-        if not (raw_has_bool and ((arr == 0.0) | (arr == 1.0)).any() and bool in map(type, values)):
+        if not (((arr == 0.0) | (arr == 1.0)).any() and bool in map(type, values)):
             return arr.astype(np.float32)
-    if raw_has_bool and bool in map(type, values):
+    if bool in map(type, values):
         raise InvalidVector(prefix + "values must be numbers, not booleans", code=code)
     if arr is None:
         raise InvalidVector(prefix + "values must all be numbers", code=code)
@@ -144,7 +144,7 @@ def _check_meta_object(obj: dict[str, Any], path: str, depth: int = 0) -> None:
                             f"object, got {_jtype(v)}", code=CODE_METADATA)
 
 
-def parse_record(obj: Any, dims: int, *, raw: bytes | None = None) -> Record:
+def parse_record(obj: Any, dims: int) -> Record:
     """Validate one decoded NDJSON object (raises InvalidVector / Unparsable)."""
     if not isinstance(obj, dict):
         raise Unparsable(f"expected a JSON object with \"id\" and \"values\", got {_jtype(obj)}")
@@ -153,8 +153,7 @@ def parse_record(obj: Any, dims: int, *, raw: bytes | None = None) -> Record:
     vid = check_id(obj["id"])
     if "values" not in obj:
         raise InvalidVector(f'invalid vector for id="{vid}", missing "values"', code=CODE_DIMENSIONS)
-    has_bool = raw is None or (b"true" in raw or b"false" in raw)
-    values = check_vector(obj["values"], dims, vid, raw_has_bool=has_bool)
+    values = check_vector(obj["values"], dims, vid)
     ns = check_namespace(obj.get("namespace"))
     md, md_json = check_metadata(obj.get("metadata"))
     return Record(vid, values, ns, md, md_json)
