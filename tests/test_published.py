@@ -360,3 +360,26 @@ def test_resident_caches_follow_every_commit(built) -> None:
     assert be.query("p", vector=target.tolist(), top_k=1)["matches"][0]["id"] == "v42"
     other.delete_by_ids("p", ["v42"])
     assert "v42" not in {m["id"] for m in be.query("p", vector=target.tolist(), top_k=5)["matches"]}
+
+
+def test_a_resident_backend_reads_the_delta_once_between_commits(built) -> None:
+    st, model = built
+    be = LocalBackend(st, resident=True)
+    q = np.full(DIMS, 0.25, dtype=np.float32)
+    be.insert("p", io.BytesIO(json.dumps({"id": "fresh", "values": q.tolist()}).encode() + b"\n"))  # a delta
+    conn = st.conn()
+    assert conn is not None
+    seen: list[str] = []
+    conn.set_trace_callback(seen.append)
+    try:
+        for _ in range(3):
+            top = be.query("p", vector=q.tolist(), top_k=3)["matches"]
+            assert top[0]["id"] == "fresh" and top[0]["score"] == pytest.approx(1.0)
+        assert be.query("p", vector=q.tolist(), top_k=3, filter={"n": {"$lt": 40}})["matches"][0]["id"] != "fresh"
+    finally:
+        conn.set_trace_callback(None)
+    delta_reads = [s for s in seen if "key > " in s and "vec FROM" in s]
+    # unfiltered: read once into memory; filtered: searched in SQLite with the filter
+    assert len(delta_reads) == 2 and "LIMIT" in delta_reads[0], delta_reads
+    want = be.query("p", vector=q.tolist(), top_k=3, exact=True)
+    assert be.query("p", vector=q.tolist(), top_k=3) == want

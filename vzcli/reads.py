@@ -56,7 +56,9 @@ class Snapshot:
     several threads in `vz serve`), so nothing here is shared.
     """
 
-    __slots__ = ("conn", "stamp", "rows", "props", "delta_empty", "dead_free", "dirs")
+    __slots__ = ("conn", "stamp", "rows", "props", "delta_empty", "dead_free", "dirs", "deltas")
+
+    DELTA_CACHE_MAX = 20_000  # records newer than the file kept in memory per index (a merge is due at 2,000)
 
     def __init__(self, conn: sqlite3.Connection, stamp: tuple[int, int]) -> None:
         self.conn, self.stamp = conn, stamp
@@ -65,6 +67,7 @@ class Snapshot:
         self.delta_empty: dict[int, bool] = {}
         self.dead_free: dict[int, bool] = {}
         self.dirs: dict[str, Path] = {}
+        self.deltas: dict[int, tuple[Any, Any] | None] = {}
 
     def row(self, name: str) -> dict[str, Any]:
         r = self.rows.get(name)
@@ -92,6 +95,23 @@ class Snapshot:
                 "SELECT NOT EXISTS (SELECT 1 FROM vectors WHERE index_id = ? AND key > ?)",
                 (row["id"], row["ann_max_key"])).fetchone()[0] == 1
         return v
+
+    def delta(self, row: dict[str, Any]) -> tuple[Any, Any] | None:
+        """(keys, float32 matrix) of the records newer than the index's ANN file, read once per
+        snapshot; None when there are more than DELTA_CACHE_MAX (then each query reads them)."""
+        if row["id"] in self.deltas:
+            return self.deltas[row["id"]]
+        import numpy as np
+
+        rows = self.conn.execute("SELECT key, vec FROM vectors WHERE index_id = ? AND key > ? ORDER BY key LIMIT ?",
+                                 (row["id"], row["ann_max_key"], self.DELTA_CACHE_MAX + 1)).fetchall()
+        got = None
+        if len(rows) <= self.DELTA_CACHE_MAX:
+            keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), row["dimensions"])
+            got = (keys, mat)
+        self.deltas[row["id"]] = got
+        return got
 
     def no_dead(self, index_id: int) -> bool:
         """No key of the index is listed dead (so no key of its file can be)."""
@@ -253,8 +273,12 @@ class Reads:
                                 f'{{"propertyName": "{p}", "indexType": "string|number|boolean"}}, then upsert '
                                 "the vectors again so that it covers them"))
             index_dir = snap.index_dir(self.store, name) if snap is not None else self.store.index_dir(name)
+            no_delta = snap is not None and snap.no_delta(row)
+            # a resident backend keeps the delta in memory until the next commit (unfiltered queries)
+            delta = snap.delta(row) if snap is not None and not no_delta and namespace is None and comp is None \
+                and row["ann_file"] is not None else None
             hits, plan = search.search(conn, row, index_dir, q, int(top_k), namespace, comp, exact=exact,
-                                       resident=self.resident, no_delta=snap is not None and snap.no_delta(row))
+                                       resident=self.resident, no_delta=no_delta, delta_rows=delta)
             details = self._match_details(conn, row, plan, hits, return_values, return_metadata, snap)
             if details is None:
                 # a key of the HNSW file was deleted without being counted: search again, checking keys

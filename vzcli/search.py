@@ -198,13 +198,15 @@ def hnsw_pays(k: int, live: int) -> bool:
 def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np.ndarray, k: int,
            namespace: str | None, comp: Compiled | None, *, exact: bool = False,
            recheck: bool = False, resident: bool = False, no_delta: bool = False,
+           delta_rows: tuple[np.ndarray, np.ndarray] | None = None,
            ) -> tuple[list[tuple[float, int]], Plan]:
     """Top-k (distance, key) pairs, best first, using the cheapest path that meets the recall goal.
 
     When `plan.trusted` is set, the keys were taken from the HNSW file without asking SQLite
     whether they are still live (no deletes since the file was built): a caller that then finds
     a key missing must search again with `recheck=True`. `no_delta`: the caller knows that no
-    record is newer than the file (see `reads.Snapshot`), so the delta's exact search is skipped.
+    record is newer than the file (see `reads.Snapshot`), so the delta's exact search is skipped;
+    `delta_rows`: the caller holds those records' (keys, vectors) (an unfiltered query only).
     """
     metric, dims, index_id = row["metric"], row["dimensions"], row["id"]
     if comp is not None and comp.never:
@@ -229,8 +231,13 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     # Records newer than the file (the delta) are always searched exactly.
     # (plain `v.index_id = ?` first: index vectors_key walks this index's delta only, never the keys
     # of indexes created later)
-    delta = [] if no_delta else _exact(conn, metric, q, k, f"v.index_id = ? AND v.key > ? AND {pwhere}",
-                                       [index_id, max_key, *pparams], dims)
+    if no_delta:
+        delta: list[tuple[float, int]] = []
+    elif delta_rows is not None and not restricted:
+        delta = _topk(metric, q, k, iter([delta_rows]), dims) if len(delta_rows[0]) else []
+    else:
+        delta = _exact(conn, metric, q, k, f"v.index_id = ? AND v.key > ? AND {pwhere}",
+                       [index_id, max_key, *pparams], dims)
 
     plan = Plan("hnsw", fv=fv)
     # one positive clause and no namespace: the metadata index alone lists the (live) candidates
