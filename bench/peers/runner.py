@@ -233,7 +233,9 @@ def run_vz_http(spec: dict[str, Any], data: np.ndarray, qs: np.ndarray) -> dict[
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     exe = str(Path(sys.executable).parent / "vz")
-    srv = subprocess.Popen([exe, "serve", "--store", str(store), "--port", str(port)],
+    # one worker: a single client's queries, and all the server's CPU in this one process's threads
+    # (with several workers the CPU would be in child processes the measurement does not see)
+    srv = subprocess.Popen([exe, "serve", "--store", str(store), "--port", str(port), "--workers", "1"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = "/client/v4/accounts/bench/vectorize/v2/indexes"
     try:
