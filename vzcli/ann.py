@@ -84,6 +84,30 @@ class Opened:
     view: Any
     fv: FileVectors | None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    in_memory: bool = False  # `view` searches the file's resident copy (`in_memory`), not its mapping
+
+
+def in_memory(opened: Opened, row: dict[str, Any]) -> None:
+    """Once `opened.fv` holds the verified whole-file copy (`make_resident`), let usearch search
+    that copy instead of the file's mapping: one copy of the vectors in memory instead of two, and
+    the rows a search touches are the ones rescoring reads next (12-18% less CPU per query at
+    100k x 768 and 1M x 128, docs/ann.md). Keeps the mapped view if usearch will not take it."""
+    fv = opened.fv
+    if opened.in_memory or fv is None or fv.buffer is None:
+        return
+    from usearch.index import Index
+
+    with opened.lock:
+        if opened.in_memory:
+            return
+        try:
+            idx = Index.restore(fv.buffer.data, view=True, enable_key_lookups=False,
+                                expansion_search=row["expansion_search"])
+        except (ValueError, RuntimeError, OSError):
+            idx = None
+        if idx is not None and idx.ndim == row["dimensions"] and len(idx) == len(opened.view):
+            opened.view = idx
+        opened.in_memory = True
 
 
 _PATHS: dict[tuple[Path, str], Path] = {}

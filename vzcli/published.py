@@ -201,6 +201,7 @@ class FileVectors:
         self.path, self.keys, self.slots, self.mat = path, keys, slots, mat
         self.head = head  # the seal's header; None for a file parsed without one (doctor)
         self.resident = False
+        self.buffer: np.ndarray | None = None  # the whole file in memory, once resident
         self.trusted = True  # False once the resident copy's hash differs from the seal's
         self._lock = threading.Lock()
         # id and namespace of each key (in `keys` order), loaded by `load_info`; `known` marks
@@ -224,8 +225,10 @@ class FileVectors:
         return cls(path, s.keys, s.slots, mat, head)
 
     def make_resident(self) -> bool:
-        """Copy the matrix into this process's memory once (one sequential read) and keep the copy
-        only if its SHA-256 is the sealed one; False (and never again trusted) if it is not.
+        """Read the whole file into this process's memory once (one sequential read) and keep the
+        copy only if its matrix's SHA-256 is the sealed one; False (and never again trusted) if it
+        is not. The copy is `buffer`; `mat` is its matrix, and usearch can search it in place
+        (`ann.in_memory`), so that a query's search and its rescoring touch the same memory.
 
         Worth it in a long-lived process: a first touch of a page costs several microseconds,
         and a copy cannot change under the process, whatever happens to the file afterwards.
@@ -233,18 +236,38 @@ class FileVectors:
         with self._lock:
             if self.resident or not self.trusted:
                 return self.trusted
-            if self.head is None:
+            head = self.head
+            buf = self._read_whole(head) if head is not None else None
+            if head is None or buf is None:
                 self.trusted = False
                 return False
-            copy = np.array(self.mat, copy=True)
+            mat = np.frombuffer(buf, dtype=np.float32, count=self.mat.size,
+                                offset=int(head["matrix_offset"])).reshape(self.mat.shape)
             keys, slots = np.array(self.keys), np.array(self.slots)
-            if _digest(copy.data.cast("B")) != self.head.get("matrix_sha256") or \
-                    _digest(keys.tobytes(), slots.tobytes()) != self.head.get("keys_sha256"):
+            if _digest(mat.data.cast("B")) != head.get("matrix_sha256") or \
+                    _digest(keys.tobytes(), slots.tobytes()) != head.get("keys_sha256"):
                 self.trusted = False
                 return False
-            self.mat, self.keys, self.slots = copy, keys, slots
+            self.buffer, self.mat, self.keys, self.slots = buf, mat, keys, slots
             self.resident = True
             return True
+
+    def _read_whole(self, head: dict[str, Any]) -> np.ndarray | None:
+        """The file's bytes, if it is still the one its seal names (size, inode, mtime)."""
+        try:
+            with open(self.path, "rb") as f:
+                if identity(os.fstat(f.fileno())) != head.get("identity"):
+                    return None
+                buf = np.empty(os.fstat(f.fileno()).st_size, dtype=np.uint8)
+                view, got = buf.data, 0
+                while got < len(buf):
+                    n = f.readinto(view[got:])
+                    if not n:
+                        return None
+                    got += n
+        except OSError:
+            return None
+        return buf
 
     def load_info(self, conn: sqlite3.Connection, donor: FileVectors | None) -> None:
         """Load the id and namespace of every key, taking what `donor` (the index's previous

@@ -220,8 +220,11 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     if not exact and row["ann_file"] is not None and (restricted or hnsw_pays(k, live)):
         opened = ann.open_file(ann.file_path(index_dir, row["ann_file"]), row,
                                walk=not resident and ann.walk_pays(row["ann_nodes"], row["expansion_search"]))
-        if opened is not None and resident and opened.fv is not None and not opened.fv.make_resident():
-            opened = None  # the file changed since it was sealed: neither score from it nor search it
+        if opened is not None and resident and opened.fv is not None:
+            if not opened.fv.make_resident():
+                opened = None  # the file changed since it was sealed: neither score from it nor search it
+            else:
+                ann.in_memory(opened, row)
     if opened is None:
         where, params = _cond(index_id, namespace, comp, drive=True)
         return _exact(conn, metric, q, k, where, params, dims), Plan("exact")
