@@ -345,7 +345,7 @@ def _per_query_child(store_s: str, qpath: str, out: str, passes: int, ef_overrid
     be = LocalBackend(Store(store), resident=True)
     raw = None
     if row.get("ann_file"):
-        raw = Index.restore(str(Store(store).index_dir(BIG) / row["ann_file"]), view=True)
+        raw = Index.restore(str(Store(store).index_dir(BIG) / row["ann_file"]), view=False)  # loaded, as vz's resident copy is (like with like)
         raw.expansion_search = ef
     srv, port = start_server(store)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)

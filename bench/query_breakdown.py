@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             be.optimize("b")  # below the merge threshold there is no HNSW file: build it, it is what is measured
         be.query("b", vector=qls[0], top_k=10)  # map the file, fault its vectors in, load ids
         row = reads._row(conn, "b")
-        raw = Index.restore(str(be.store.index_dir("b") / row["ann_file"]), view=True)
+        raw = Index.restore(str(be.store.index_dir("b") / row["ann_file"]), view=False)  # loaded, as vz's resident copy is
         raw.expansion_search = row["expansion_search"]
         if not acc:
             for mod, attr, label in PHASES:
