@@ -132,7 +132,7 @@ def _level0_lists(st: Store) -> tuple[Path, list[int], int]:
     s = published.read_seal(path, path.stat(), _row(st))
     assert isinstance(s, published.Seal) and s.offsets is not None
     g = s.head["graph"]
-    return path, [usearch_file.neighbours_at(usearch_file.V2, int(o), 0, g["m"], g["m0"]) for o in s.offsets], g["m0"]
+    return path, [usearch_file.V2.neighbours_at(int(o), 0, g["m"], g["m0"]) for o in s.offsets], g["m0"]
 
 
 def _write_keeping_identity(path: Path, writes: list[tuple[int, bytes]]) -> None:

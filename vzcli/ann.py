@@ -90,7 +90,7 @@ class Opened:
 def in_memory(opened: Opened, row: dict[str, Any]) -> None:
     """Once `opened.fv` holds the verified whole-file copy (`make_resident`), let usearch search
     that copy instead of the file's mapping: one copy of the vectors in memory instead of two, and
-    the rows a search touches are the ones rescoring reads next (12-18% less CPU per query at
+    the rows a search touches are the ones rescoring reads next (12-20% less CPU per query at
     100k x 768 and 1M x 128, docs/ann.md). Keeps the mapped view if usearch will not take it."""
     fv = opened.fv
     if opened.in_memory or fv is None or fv.buffer is None:

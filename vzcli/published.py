@@ -182,7 +182,6 @@ def read_seal(path: Path, st: os.stat_result, row: dict[str, Any]) -> Seal | str
         if os.fstat(f.fileno()).st_size != _HEAD + 16 * n + 8 * rows:
             return None
         mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)  # outlives the descriptor
-        mm.madvise(mmap.MADV_RANDOM)  # binary searches: a fault should map its page, not 64 KiB around it
     offsets = np.frombuffer(mm, dtype="<i8", count=rows, offset=_HEAD + 16 * n) if rows else None
     return Seal(head, np.frombuffer(mm, dtype="<i8", count=n, offset=_HEAD),
                 np.frombuffer(mm, dtype="<i8", count=n, offset=_HEAD + 8 * n), offsets)

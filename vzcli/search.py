@@ -225,9 +225,12 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
                 opened = None  # the file changed since it was sealed: neither score from it nor search it
             else:
                 ann.in_memory(opened, row)
-    if opened is None:
+    def exact_answer() -> tuple[list[tuple[float, int]], Plan]:
         where, params = _cond(index_id, namespace, comp, drive=True)
         return _exact(conn, metric, q, k, where, params, dims), Plan("exact")
+
+    if opened is None:
+        return exact_answer()
     view, fv = opened.view, opened.fv
     max_key = row["ann_max_key"]
     pwhere, pparams = _cond(index_id, namespace, comp, drive=False, by_key=True)
@@ -273,15 +276,13 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
             # a wide search (a selective filter): usearch's open plus its search now cost less
             opened = ann.open_file(ann.file_path(index_dir, row["ann_file"]), row)
             if opened is None:
-                where, params = _cond(index_id, namespace, comp, drive=True)
-                return _exact(conn, metric, q, k, where, params, dims), Plan("exact")
+                return exact_answer()
             view = opened.view
         try:
             with opened.lock:
                 m = view.search(q, count, threads=1)
         except walk.Unusable:  # the file's graph is not what its seal says: answer from SQLite
-            where, params = _cond(index_id, namespace, comp, drive=True)
-            return _exact(conn, metric, q, k, where, params, dims), Plan("exact")
+            return exact_answer()
         keys = m.keys.tolist()
         plan.fetched = len(keys)
         if plan.trusted:

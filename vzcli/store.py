@@ -409,12 +409,9 @@ class Store:
         conn = self.conn(create=create, prepare=False)
         if conn is None:
             return conn
-        if threading.get_ident() == self._owner:  # this thread has just opened the store
-            if create and not self._writable:
-                self._prepare_write(conn)
-            return conn
         local = self._local
-        rc: sqlite3.Connection | None = getattr(local, "conn", None)
+        # a thread that has just opened the store owns `conn`; any other reads through its own
+        rc: sqlite3.Connection | None = conn if threading.get_ident() == self._owner else getattr(local, "conn", None)
         if rc is None:
             try:
                 rc = self._connect(self.catalog_path)

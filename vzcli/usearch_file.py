@@ -23,7 +23,7 @@ Dense file, format v2 (usearch 2.x, `include/usearch/index_dense.hpp` and `index
 
 `vzcli.walk` searches that graph itself in a one-shot process (usearch's `view` reads every
 node's key when it opens a file, O(n)); it finds nodes through the offsets `parse` computes,
-which the seal stores, and `neighbours_at` below.
+which the seal stores, and `Layout.neighbours_at`.
 """
 
 from __future__ import annotations
@@ -56,15 +56,14 @@ class Layout:
     def node_bytes(self, levels: np.ndarray, m: int, m0: int) -> np.ndarray:
         return self.node_head + 4 + 4 * m0 + levels.astype(np.int64) * (4 + 4 * m)
 
+    def neighbours_at(self, node: int, level: int, m: int, m0: int) -> int:
+        """File offset of the `u32 count` that starts the level-`level` neighbour list of the
+        node at offset `node`."""
+        at = node + self.node_head
+        return at if level == 0 else at + 4 + 4 * m0 + (level - 1) * (4 + 4 * m)
+
 
 V2 = Layout()
-
-
-def neighbours_at(layout: Layout, node: int, level: int, m: int, m0: int) -> int:
-    """File offset of the `u32 count` that starts the level-`level` neighbour list of the node
-    at offset `node`."""
-    at = node + layout.node_head
-    return at if level == 0 else at + 4 + 4 * m0 + (level - 1) * (4 + 4 * m)
 _FREE_KEY = -1  # usearch's default free key (u64 all ones) read as int64
 
 

@@ -44,7 +44,7 @@ class Matches:
 
 
 class Walker:
-    """Searches one sealed file's HNSW graph through its mapping (see the module's docstring)."""
+    """Searches one sealed file's HNSW graph with `pread` (see the module's docstring)."""
 
     def __init__(self, fd: int, matrix_offset: int, dims: int, offsets: np.ndarray, graph: dict[str, Any],
                  metric: str, expansion_search: int) -> None:
@@ -87,7 +87,7 @@ class Walker:
         return 1 - dots
 
     def _neighbours(self, slot: int, level: int) -> np.ndarray:
-        at = usearch_file.neighbours_at(self._layout, int(self.offsets[slot]), level, self.m, self.m0)
+        at = self._layout.neighbours_at(int(self.offsets[slot]), level, self.m, self.m0)
         cap = self.m0 if level == 0 else self.m
         raw = os.pread(self.fd, 4 * (cap + 1), at)
         if len(raw) != 4 * (cap + 1):
