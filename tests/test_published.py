@@ -16,6 +16,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -383,3 +384,41 @@ def test_a_resident_backend_reads_the_delta_once_between_commits(built) -> None:
     assert len(delta_reads) == 2 and "LIMIT" in delta_reads[0], delta_reads
     want = be.query("p", vector=q.tolist(), top_k=3, exact=True)
     assert be.query("p", vector=q.tolist(), top_k=3) == want
+
+
+def _answers_in_time(fn: Any) -> Any:
+    """Run `fn` on a thread; it must finish (a FIFO opened for reading would block it forever)."""
+    out: list[Any] = []
+    t = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "the query blocked"
+    return out[0]
+
+
+@pytest.mark.parametrize("fifo", ["ann-file", "ann-file-unsealed", "seal"])
+def test_a_fifo_in_place_of_a_store_file_never_blocks_a_query(built, fifo) -> None:
+    st, model = built
+    path = _file(st)
+    target = published.seal_path(path) if fifo == "seal" else path
+    if fifo == "ann-file-unsealed":
+        published.seal_path(path).unlink()
+    target.unlink()
+    os.mkfifo(target)
+    ann._OPEN.clear()
+    for resident in (False, True):
+        be = LocalBackend(st, resident=resident)
+        q = model["v7"].tolist()
+        got = _answers_in_time(lambda: be.query("p", vector=q, top_k=5))  # noqa: B023
+        assert got == be.query("p", vector=q, top_k=5, exact=True) and got["matches"][0]["id"] == "v7"
+
+
+def test_a_fifo_swapped_in_before_the_resident_copy_is_read_is_refused(built) -> None:
+    st, _ = built
+    path = _file(st)
+    ann._OPEN.clear()
+    opened = ann.open_file(path, _row(st))
+    assert opened is not None and opened.fv is not None and not opened.fv.resident
+    path.unlink()
+    os.mkfifo(path)
+    assert _answers_in_time(opened.fv.make_resident) is False

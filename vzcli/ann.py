@@ -18,6 +18,7 @@ import fcntl
 import math
 import os
 import sqlite3
+import stat
 import sys
 import threading
 from contextlib import contextmanager
@@ -159,6 +160,8 @@ def open_file(path: Path, row: dict[str, Any], *, walk: bool = False) -> Opened 
         st = path.stat()
     except OSError:
         return None
+    if not stat.S_ISREG(st.st_mode):
+        return None  # a FIFO or device in the file's place: opening it could block the query
     key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, walk)
     with _LOCK:
         cached = _OPEN.get(key)
@@ -191,7 +194,7 @@ def _walker(path: Path, s: published.Seal | str, row: dict[str, Any]) -> Opened 
         return None
     try:
         fv = FileVectors.from_seal(path, s, row["dimensions"])
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO swapped in must not block
     except (OSError, ValueError, KeyError):
         return None
     if fv is None:

@@ -153,15 +153,29 @@ class Seal:
 MISSING = "missing"
 
 
+def _open_regular(path: Path) -> Any:
+    """`path` open for reading if it is a regular file, else None. Opened without blocking, so that
+    a FIFO put in the place of a store's file never hangs a query (raises OSError as `open` does)."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
+
+
 def read_seal(path: Path, st: os.stat_result, row: dict[str, Any]) -> Seal | str | None:
     """The seal of `path` if it vouches for the file as it is now (identity, name, mutation);
     MISSING when there is none; None when there is one that does not match (never trust the file)."""
     try:
-        f = open(seal_path(path), "rb")
+        f = _open_regular(seal_path(path))
     except FileNotFoundError:
         return MISSING
     except OSError:
         return None
+    if f is None:
+        return None  # a FIFO, device or directory in the seal's place: not a seal vz wrote
     with f:
         start = f.read(_HEAD)
         if len(start) != _HEAD or not start.startswith(_MAGIC):
@@ -216,7 +230,10 @@ class FileVectors:
         if not head.get("vectors"):
             return None
         rows = int(head["rows"])
-        with open(path, "rb") as f:
+        f = _open_regular(path)
+        if f is None or identity(os.fstat(f.fileno())) != head.get("identity"):
+            raise ValueError("the file is no longer the one its seal names")  # replaced since the seal was read
+        with f:
             mapped = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)  # outlives the descriptor
         # a plain ndarray over the mapping: np.memmap's Python-level indexing costs more than a gather
         mat = np.frombuffer(mapped, dtype=np.float32, count=rows * dims,
@@ -252,9 +269,13 @@ class FileVectors:
             return True
 
     def _read_whole(self, head: dict[str, Any]) -> np.ndarray | None:
-        """The file's bytes, if it is still the one its seal names (size, inode, mtime)."""
+        """The file's bytes, if it is still the one its seal names (size, inode, mtime). Opened
+        without blocking: a FIFO put in its place must not hang the process (its identity differs)."""
         try:
-            with open(self.path, "rb") as f:
+            f = _open_regular(self.path)
+            if f is None:
+                return None
+            with f:
                 if identity(os.fstat(f.fileno())) != head.get("identity"):
                     return None
                 buf = np.empty(os.fstat(f.fileno()).st_size, dtype=np.uint8)
