@@ -186,19 +186,20 @@ def disk_needed(n: int, dim: int) -> int:
 
 # --- 1. ingest --------------------------------------------------------------------------------------
 
-def raw_build(n: int, dim: int, reuse: bool) -> dict[str, Any]:
+def raw_build(n: int, dim: int, reuse: bool, dtype: str = "f16") -> dict[str, Any]:
     """Raw usearch ``add`` of data(n, dim) at vz's settings, in a child; cached with --reuse."""
     import usearch
 
     m, efc, _ = vz_settings()
-    stem = SCALE / f"raw-{n}x{dim}-M{m}-efc{efc}-usearch{usearch.__version__}"
+    kind = "" if dtype == "f32" else f"-{dtype}"  # (f32 builds keep the name they had before vz stored f16)
+    stem = SCALE / f"raw-{n}x{dim}-M{m}-efc{efc}{kind}-usearch{usearch.__version__}"
     meta = stem.with_suffix(".json")
     if reuse and meta.exists() and stem.with_suffix(".usearch").exists():
         res = json.loads(meta.read_text())
         res["cached"] = True
         return res
     common.data(n, dim)  # generated before the timing
-    r = run_measured([PY, __file__, "_raw-build", str(n), str(dim), str(stem.with_suffix(".usearch"))])
+    r = run_measured([PY, __file__, "_raw-build", str(n), str(dim), str(stem.with_suffix(".usearch")), dtype])
     res = json.loads(meta.read_text())
     res.update(maxrss_kb=r["maxrss_kb"], cached=False, when=time.strftime("%Y-%m-%d %H:%M"),
                load=os.getloadavg()[0])
@@ -206,18 +207,19 @@ def raw_build(n: int, dim: int, reuse: bool) -> dict[str, Any]:
     return res
 
 
-def _raw_build_child(n: int, dim: int, out: str) -> None:
+def _raw_build_child(n: int, dim: int, out: str, dtype: str) -> None:
     from usearch.index import Index
 
     m, efc, efs = vz_settings()
     data = np.load(common.OUT / f"data-{n}x{dim}-s0.npy")  # in memory, like an embedding array
-    idx = Index(ndim=dim, metric="cos", dtype="f32", connectivity=m, expansion_add=efc, expansion_search=efs)
+    idx = Index(ndim=dim, metric="cos", dtype=dtype, connectivity=m, expansion_add=efc, expansion_search=efs)
     c, t = time.process_time(), time.perf_counter()
     idx.add(np.arange(n, dtype=np.uint64), data, threads=0)  # threads=0: all cores, as vz's merge
     add_s, add_cpu = time.perf_counter() - t, time.process_time() - c  # CPU of every thread
     idx.save(out)
     Path(out).with_suffix(".json").write_text(json.dumps({"add_s": add_s, "rate": n / add_s, "add_cpu": add_cpu,
-                                                          "M": m, "efc": efc, "file_bytes": os.path.getsize(out)}))
+                                                          "M": m, "efc": efc, "dtype": dtype,
+                                                          "file_bytes": os.path.getsize(out)}))
 
 
 def vz_insert(store: Path, n: int, dim: int) -> dict[str, Any]:
@@ -467,8 +469,8 @@ def measure(n: int, dim: int, a: argparse.Namespace) -> dict[str, Any]:
     if a.no_raw_build:  # no ingest ratio for this size; raw usearch still searches vz's own file below
         res["raw_build"] = {"skipped": True}
     else:
-        log(f"raw usearch add (M={m}, ef_construction={efc}){' (cached if present)' if a.reuse else ''}")
-        res["raw_build"] = raw_build(n, dim, a.reuse)
+        log(f"raw usearch add (M={m}, ef_construction={efc}, {a.raw_dtype}){' (cached if present)' if a.reuse else ''}")
+        res["raw_build"] = raw_build(n, dim, a.reuse, a.raw_dtype)
     log("vz insert")
     res["insert"] = vz_insert(store, n, dim)
     if not a.no_raw_build:
@@ -601,7 +603,7 @@ def chart(results: dict[str, dict[str, Any]], png: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "_raw-build":
-        _raw_build_child(int(argv[1]), int(argv[2]), argv[3])
+        _raw_build_child(int(argv[1]), int(argv[2]), argv[3], argv[4])
         return 0
     if argv and argv[0] == "_per-query":
         _per_query_child(argv[1], argv[2], argv[3], int(argv[4]), int(argv[5]))
@@ -618,6 +620,8 @@ def main(argv: list[str] | None = None) -> int:
                     "bench/out/SECTION.json (the sizes measured so far)")
     ap.add_argument("--no-raw-build", action="store_true", help="skip the raw usearch build (no ingest ratio; "
                     "saves its time at 5M)")
+    ap.add_argument("--raw-dtype", choices=("f16", "f32"), default="f16",
+                    help="scalar type of the raw usearch build (default %(default)s, what vz's files store)")
     ap.add_argument("--keep-stores", action="store_true", help="keep each size's vz store under bench/out/scale/")
     ap.add_argument("--quick", action="store_true", help="10000x128, 5 runs, 50 queries, --no-write")
     ap.add_argument("--no-write", action="store_true", help="leave RESULTS.md, scale.png and scale.json alone")
@@ -658,7 +662,8 @@ Command: `.venv/bin/python bench/bench_scale.py {" ".join(argv)}` (machine: {sta
     " Rendered from the sizes' saved results; each row's commit, date and load are under Details." if a.render else ""}
 
 Clustered data (bench/datagen.py), cosine, vz's default settings (M={vz_settings()[0]},
-ef_construction={vz_settings()[1]}); raw usearch built with the same M and ef_construction on all cores.
+ef_construction={vz_settings()[1]}, ANN files in f16); raw usearch built with the same M and
+ef_construction, in {a.raw_dtype}, on all cores.
 Ratios come from one run; goals are judged on wall time as the issue states them, with the CPU
 ratio beside (less disturbed by other jobs on a shared machine). Whole-process query: median of
 {a.runs} interleaved runs of the big index, a 1k index in the same store and the import floor

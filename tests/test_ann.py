@@ -196,8 +196,8 @@ def test_optimize(vz, store, monkeypatch) -> None:
     r = vz("optimize", "o", "--json")
     assert r.exit_code == 0, r.stderr
     out = r.json()
-    assert {k: out[k] for k in ("index", "action", "vectorCount", "annNodes", "efSearch")} == {
-        "index": "o", "action": "rebuild", "vectorCount": 118, "annNodes": 118, "efSearch": 64}
+    assert {k: out[k] for k in ("index", "action", "vectorCount", "annNodes", "efSearch", "annDtype")} == {
+        "index": "o", "action": "rebuild", "vectorCount": 118, "annNodes": 118, "efSearch": 64, "annDtype": "f16"}
     assert isinstance(out["seconds"], float)
     files = list((store / "indexes" / "o").glob("ann-*.usearch"))
     assert len(files) == 1

@@ -158,9 +158,10 @@ def test_a_vector_changed_inside_the_ann_file_is_found_and_rebuilt(vz, built: Pa
     pos = int(np.searchsorted(fv.keys, key))
     assert fv.keys[pos] == key and pos not in np.linspace(0, len(fv.keys) - 1, 8, dtype=np.int64)  # not sampled
     slot = int(fv.slots[pos])
-    with open(path, "r+b") as f:
-        f.seek(8 + slot * 16)
-        f.write(np.array([9, 9, 9, 9], dtype=np.float32).tobytes())
+    with open(path, "r+b") as f:  # the file stores f16 (the default): 4 values of 2 bytes
+        assert fv.mat.dtype == np.float16
+        f.seek(8 + slot * 8)
+        f.write(np.array([9, 9, 9, 9], dtype=np.float16).tobytes())
     code, rep = _doctor(vz, "a")
     assert code == 1 and _checks(rep) == [("a", "ann.file", False)]
     assert rep["problems"][0]["message"].endswith("1 record(s) whose vector in the file differs from SQLite's")

@@ -1,8 +1,9 @@
 """Vectors read from the published usearch file (`ann.FileVectors`) instead of SQLite.
 
-Queries score candidates from the file's own matrix. These checks hold that path to SQLite, byte
-for byte: after inserts, after a merge with deletes and upserts (tombstones, reused slots), with a
-resident and a one-shot backend, and against `exact=True`. A file whose matrix disagrees with
+Queries score candidates from an f32 file's own matrix, and shortlist from an f16 file's. These
+checks hold that path to SQLite (byte for byte, or within float16's bound): after inserts, after a
+merge with deletes and upserts (tombstones, reused slots), with a resident and a one-shot
+backend, and against `exact=True`. A file whose matrix disagrees with
 SQLite must be refused, and a delete the catalog did not count must never surface.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vzcli import ann
+from vzcli import ann, published
 from vzcli.local import LocalBackend
 from vzcli.store import Store
 
@@ -38,10 +39,13 @@ def _row(conn: sqlite3.Connection, name: str) -> dict:
     return dict(zip([c[0] for c in cur.description], cur.fetchone(), strict=True))
 
 
-@pytest.fixture
-def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Store, dict[str, np.ndarray]]:
-    """An index of 600 vectors whose file went through a merge with deletes and upserts."""
+@pytest.fixture(params=["f16", "f32"])
+def built(request: pytest.FixtureRequest, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> tuple[Store, dict[str, np.ndarray]]:
+    """An index of 600 vectors whose file (f16, the default, or f32) went through a merge with
+    deletes and upserts."""
     monkeypatch.setenv("VZ_MERGE_THRESHOLD", "50")
+    monkeypatch.setenv("VZ_ANN_DTYPE", request.param)
     rng = np.random.default_rng(7)
     st = Store(tmp_path / "store")
     be = LocalBackend(st)
@@ -74,7 +78,13 @@ def test_file_vectors_equal_sqlite_for_every_live_key(built: tuple[Store, dict[s
     keys = np.asarray(sorted(stored), dtype=np.int64)
     hit, mat = fv.split(keys)
     assert hit.all()
-    assert [m.tobytes() for m in mat] == [stored[int(k)] for k in keys]
+    want = [stored[int(k)] for k in keys]
+    if row["dtype"] == "f32":
+        assert fv.exact and [m.tobytes() for m in mat] == want
+    else:  # float16 rounding of SQLite's float32, within the bound the seal proved
+        assert row["dtype"] == "f16" and not fv.exact and mat.dtype == np.float16
+        f32 = np.frombuffer(b"".join(want), dtype=np.float32).reshape(len(want), DIMS)
+        assert np.array_equal(mat, f32.astype(np.float16)) and published.close(mat, f32)
     # keys the file does not hold are reported as misses, not mapped to another row
     hit, mat = fv.split(np.asarray([0, row["ann_max_key"] + 1, 10**12], dtype=np.int64))
     assert not hit.any() and mat.shape == (0, DIMS)

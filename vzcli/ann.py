@@ -201,7 +201,7 @@ def _walker(path: Path, s: published.Seal | str, row: dict[str, Any]) -> Opened 
         os.close(fd)
         return None
     w = walk.Walker(fd, int(s.head["matrix_offset"]), row["dimensions"], s.offsets, s.head["graph"],
-                    row["metric"], row["expansion_search"])
+                    row["metric"], row["expansion_search"], fv.mat.dtype)
     return Opened(w, fv)
 
 
@@ -240,22 +240,23 @@ def file_info(fv: FileVectors, conn: sqlite3.Connection) -> FileVectors:
 
 def _read_file_vectors(path: Path, row: dict[str, Any], conn: sqlite3.Connection | None = None) -> FileVectors | None:
     """The vectors of any file `usearch_file` can parse, sealed or not (for doctor, which then
-    compares every one with SQLite); None for a layout it does not know or a dtype other than f32."""
+    compares every one with SQLite); None for a layout or a scalar type it does not know."""
     import mmap
 
     meta = usearch_file.header(path)
     layout = usearch_file.layout_of(meta) if meta else None
-    if layout is None or row["dtype"] != "f32":
+    scalar = published.SCALARS.get(row["dtype"])
+    if layout is None or scalar is None:
         return None
     parsed = usearch_file.parse(path, layout)
     dims = row["dimensions"]
-    if parsed is None or parsed.bytes_per_vector != 4 * dims:
+    if parsed is None or parsed.bytes_per_vector != scalar.itemsize * dims:
         return None
     live = np.flatnonzero(parsed.slot_keys != -1)
     order = np.argsort(parsed.slot_keys[live], kind="stable")
     with open(path, "rb") as f:
         mapped = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
-    mat = np.frombuffer(mapped, dtype=np.float32, count=parsed.rows * dims,
+    mat = np.frombuffer(mapped, dtype=scalar, count=parsed.rows * dims,
                         offset=parsed.matrix_offset).reshape(parsed.rows, dims)
     return FileVectors(path, parsed.slot_keys[live][order], live[order].astype(np.int64), mat)
 
@@ -432,8 +433,12 @@ def maintain(store: Store, name: str, *, force: str | None = None, threads: int 
                     idx = None
                 if idx is None:
                     action = "rebuild"  # unreadable despite a sane header: start over from SQLite
+            # the file's scalar type: a merge keeps its file's, unless the delta does not fit it
+            dtype = row["dtype"] if action == "merge" else envconf.ann_dtype()
+            if not _all_fit(rc, row["id"], row["ann_max_key"] if action == "merge" else 0, dtype):
+                action, dtype = "rebuild", "f32"
             if action == "rebuild":
-                idx = _new_index(row)
+                idx = _new_index({**row, "dtype": dtype})
                 start_key, nodes0, tomb = 0, 0, 0
             else:
                 start_key, nodes0 = row["ann_max_key"], row["ann_nodes"]
@@ -462,14 +467,29 @@ def maintain(store: Store, name: str, *, force: str | None = None, threads: int 
         nodes = nodes0 + added
         new_file = publish(idx, d, seq) if nodes else None
         del idx  # the writer's copy of the graph: the file is what matters now
-        return action if install(store, name, row, base_file, new_file, dead, max_key, nodes, tomb, seq) else None
+        return action if install(store, name, {**row, "dtype": dtype}, base_file, new_file, dead, max_key, nodes,
+                                 tomb, seq) else None
+
+
+def _all_fit(conn: sqlite3.Connection, index_id: int, after_key: int, dtype: str) -> bool:
+    """Whether a file of `dtype` can hold every record of the index with a key > `after_key`
+    (`published.fits`; one pass over SQLite, ~1% of a build's time)."""
+    if dtype == "f32":
+        return True
+    cur = conn.execute("SELECT vec FROM vectors WHERE index_id = ? AND key > ?", (index_id, after_key))
+    while batch := cur.fetchmany(CHUNK):
+        blob = b"".join(v for (v,) in batch)
+        if not published.fits(np.frombuffer(blob, dtype=np.float32).reshape(len(batch), -1), dtype):
+            return False
+    return True
 
 
 def install(store: Store, name: str, row: dict[str, Any], base_file: str | None, new_file: str | None,
             dead: list[int], max_key: int, nodes: int, tomb: int, seq: int) -> bool:
     """Point the catalog at the published `new_file` (built on `base_file`, holding keys up to
-    `max_key`; `dead` were the dead keys when the build began) unless another process changed
-    the index's file meanwhile (compare-and-swap); then sweep the old files. False if it lost."""
+    `max_key`, its vectors stored as `row["dtype"]`; `dead` were the dead keys when the build
+    began) unless another process changed the index's file meanwhile (compare-and-swap); then
+    sweep the old files. False if it lost."""
     d = store.index_dir(name)
     if new_file:
         _seal_new(store, d / new_file, row, max_key, seq)
@@ -486,8 +506,8 @@ def install(store: Store, name: str, row: dict[str, Any], base_file: str | None,
         still_dead = wc.execute("SELECT count(*) FROM dead_keys WHERE index_id = ? AND key <= ?",
                                 (row["id"], max_key)).fetchone()[0]
         wc.execute("""UPDATE indexes SET ann_file = ?, ann_max_key = ?, ann_nodes = ?, ann_dead = ?,
-                      ann_tombstones = ?, ann_seq = ?, expansion_search = ? WHERE id = ?""",
-                   (new_file, max_key, nodes, still_dead, tomb, seq, ef_search_for(nodes), row["id"]))
+                      ann_tombstones = ?, ann_seq = ?, expansion_search = ?, dtype = ? WHERE id = ?""",
+                   (new_file, max_key, nodes, still_dead, tomb, seq, ef_search_for(nodes), row["dtype"], row["id"]))
     sweep(d, new_file)
     return True
 

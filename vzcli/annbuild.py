@@ -7,7 +7,8 @@ threshold, `Builder` starts `python -m vzcli.annbuild` and streams it the record
 float32 vectors as they are written; the child adds them to a usearch index on its own (usearch
 takes the GIL back between nodes, so a Python thread parsing beside `Index.add` would slow the
 build down many times; a process does not). After the commit the child publishes the file and
-the parent installs it (`ann.install`, the same compare-and-swap as a merge). If anything fails,
+the parent installs it (`ann.install`, the same compare-and-swap as a merge). The child checks
+that float16 can hold each block (`published.fits`) and gives up if not. If anything fails,
 the write itself is unaffected: the usual merge after the commit rebuilds from SQLite.
 
 Protocol on the child's stdin: one JSON line (the index row, the directory), then frames of
@@ -105,7 +106,7 @@ def _reader(f: BinaryIO, dims: int, q: queue.Queue[Any]) -> None:
 
 
 def main() -> int:
-    from vzcli import ann
+    from vzcli import ann, published
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     f = sys.stdin.buffer
@@ -117,6 +118,8 @@ def main() -> int:
     while True:
         kind, arg = q.get()
         if kind == "add":
+            if not published.fits(arg[1], row["dtype"]):
+                return 1  # float16 cannot hold these: the merge after the commit builds an f32 file
             # a small graph is built with one thread, as in ann.maintain (a racy build can strand nodes)
             idx.add(*arg, threads=1 if len(idx) + len(arg[0]) < ann.SMALL_GRAPH else 0)
         elif kind == "abort":

@@ -330,12 +330,11 @@ def _check_ann_file(conn: sqlite3.Connection, row: dict[str, Any], path: Path) -
 
 
 def _check_file_vectors(conn: sqlite3.Connection, row: dict[str, Any], path: Path) -> str | None:
-    """Queries score from the file's own vectors: every live one must equal SQLite's, byte for byte."""
+    """Queries score from an f32 file's own vectors: every live one must equal SQLite's, byte for
+    byte; and shortlist from an f16 file's: every live one must be within `published.F16_EPS`."""
     fv = ann._read_file_vectors(path, row, conn)
     if fv is None:
-        if row["dtype"] != "f32":
-            return None  # vz does not read vectors from such files
-        return "its vectors differ from SQLite's (sampled rows)"
+        return "its vectors cannot be read as the catalog's scalar type says"
     differ = 0
     cur = conn.execute("SELECT key, vec FROM vectors WHERE index_id = ? AND key <= ? ORDER BY key",
                        (row["id"], row["ann_max_key"]))
@@ -344,8 +343,16 @@ def _check_file_vectors(conn: sqlite3.Connection, row: dict[str, Any], path: Pat
         hit, mat = fv.split(keys)
         stored = [r[1] for r, h in zip(rows, hit.tolist(), strict=True) if h]
         differ += int((~hit).sum()) + sum(1 for v, b in zip(mat, stored, strict=True)
-                                          if v.tobytes() != b and _valid_vec(b, row["dimensions"]))
+                                          if _valid_vec(b, row["dimensions"]) and not _same(v, b, fv.exact))
     return f"{differ} record(s) whose vector in the file differs from SQLite's" if differ else None
+
+
+def _same(v: np.ndarray, blob: bytes, exact: bool) -> bool:
+    from vzcli import published
+
+    if exact:
+        return v.tobytes() == blob
+    return published.close(v.reshape(1, -1), np.frombuffer(blob, dtype=np.float32).reshape(1, -1))
 
 
 def _valid_vec(blob: bytes, dims: int) -> bool:

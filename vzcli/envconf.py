@@ -66,6 +66,17 @@ def merge_threshold(env: Mapping[str, str] | None = None) -> int:
     return n
 
 
+def ann_dtype(env: Mapping[str, str] | None = None) -> str:
+    """VZ_ANN_DTYPE: how new ANN files store vectors, f16 (the default: half the disk and memory;
+    queries still score from SQLite's float32) or f32. Data float16 cannot hold is stored f32."""
+    value = _env(env).get("VZ_ANN_DTYPE") or None
+    if value is None:
+        return "f16"
+    if value.strip().lower() not in ("f16", "f32"):
+        raise _bad("VZ_ANN_DTYPE", value, "expected f16 or f32, e.g. VZ_ANN_DTYPE=f32")
+    return value.strip().lower()
+
+
 def _flag(name: str, value: str | None) -> bool:
     if value is None:
         return False
@@ -104,6 +115,7 @@ CHECKS: dict[str, Callable[[Mapping[str, str] | None], Any]] = {
     "VZ_STORE": store_dir,
     "VZ_LOCK_TIMEOUT": lock_timeout,
     "VZ_MERGE_THRESHOLD": merge_threshold,
+    "VZ_ANN_DTYPE": ann_dtype,
     "VZ_REMOTE": remote,
     "VZ_API_TOKEN": api_token,
     "VZ_DEBUG": debug,

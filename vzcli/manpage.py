@@ -33,6 +33,9 @@ ENVIRONMENT: dict[str, str] = {
                        "Default: 60. Readers never wait.",
     "VZ_MERGE_THRESHOLD": "Number of records written since the HNSW file was built (the delta) that "
                           "makes a writer merge them into a new file. Default: 2000.",
+    "VZ_ANN_DTYPE": "How new HNSW files store vectors: f16 (default; half the disk and memory, "
+                    "scores still computed from the float32 values in SQLite) or f32. Data float16 "
+                    "cannot hold (values past 65504) gets an f32 file whatever this says.",
     "VZ_API_TOKEN": "vz serve: the token every request must carry, as --api-token.",
     "VZ_DEBUG": "When true (as VZ_REMOTE), an internal error prints its Python traceback instead of a one-line message.",
     "NO_COLOR": "When set, no colour in human output (JSON output never has colour).",

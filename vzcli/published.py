@@ -39,9 +39,30 @@ from vzcli import usearch_file
 from vzcli.store import json_keys
 
 SEAL_PREFIX = "seal-"
+SCALARS: dict[str, np.dtype[Any]] = {"f32": np.dtype(np.float32), "f16": np.dtype(np.float16)}  # an ANN file's
+F16_EPS = 2.0 ** -10  # an f16 file's vector lies within F16_EPS * |v| of SQLite's float32 v
 _MAGIC = b"VZSEAL1\n"
 _HEAD = 4096  # the JSON header, padded; the key and slot arrays follow
 METRIC_KIND = {"cosine": "Cos", "euclidean": "L2sq", "dot-product": "IP"}
+
+
+def fits(vecs: np.ndarray, dtype: str) -> bool:
+    """Whether an ANN file of `dtype` can hold every row of the float32 matrix `vecs` within the
+    bound queries rely on: float16 must be finite and within F16_EPS of each row's norm (float16
+    rounds each component to 2^-11 of itself, so rows of ordinary values pass by a factor of
+    two; values past 65,504, or rows so small that float16 flushes them, do not)."""
+    if dtype != "f16" or not len(vecs):
+        return True
+    with np.errstate(over="ignore"):
+        h = vecs.astype(np.float16)
+    if not np.isfinite(h).all():
+        return False
+    err = h.astype(np.float32) - vecs  # exact: the two are within a factor of two of each other
+    e2, n2 = np.einsum("ij,ij->i", err, err), np.einsum("ij,ij->i", vecs, vecs)
+    tiny = n2 < 1e-20  # float32 squares underflow here, and float16 cannot hold such rows anyway
+    if tiny.any() and bool((vecs[tiny] != 0).any()):
+        return False
+    return bool((e2[~tiny] <= F16_EPS * F16_EPS * n2[~tiny]).all())
 
 
 class SealError(Exception):
@@ -83,21 +104,25 @@ def seal(path: Path, row: dict[str, Any], conn: sqlite3.Connection, *, max_key: 
         parsed = usearch_file.parse(path, layout)
         if parsed is None:
             raise SealError("its size is not what its header and levels say (truncated?)")
-        if row["dtype"] == "f32" and parsed.bytes_per_vector == 4 * row["dimensions"]:
+        scalar = SCALARS.get(row["dtype"])
+        if scalar is not None and parsed.bytes_per_vector == scalar.itemsize * row["dimensions"]:
             live = np.flatnonzero(parsed.slot_keys != -1)
             order = np.argsort(parsed.slot_keys[live], kind="stable")
             keys, slots = parsed.slot_keys[live][order], live[order].astype(np.int64)
             if len(keys) > 1 and bool((keys[1:] == keys[:-1]).any()):
                 raise SealError("a key is in it twice")
-            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mm:
-                mat = np.frombuffer(mm, dtype=np.float32, count=parsed.rows * row["dimensions"],
-                                    offset=parsed.matrix_offset).reshape(parsed.rows, row["dimensions"])
-                _verify(conn, row, max_key, keys, slots, mat)
-                matrix = _digest(memoryview(mm)[parsed.matrix_offset:parsed.matrix_offset + mat.nbytes])
-                del mat
+            # no `with` on the mapping: closing it while `mat` points into it would turn a
+            # SealError into a BufferError; it is unmapped with the last array over it
+            with open(path, "rb") as f:
+                mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+            mat = np.frombuffer(mm, dtype=scalar, count=parsed.rows * row["dimensions"],
+                                offset=parsed.matrix_offset).reshape(parsed.rows, row["dimensions"])
+            _verify(conn, row, max_key, keys, slots, mat)
+            matrix = _digest(memoryview(mm)[parsed.matrix_offset:parsed.matrix_offset + mat.nbytes])
+            del mat, mm
             assert parsed.offsets is not None
             offsets = parsed.offsets
-            head.update(vectors=True, rows=parsed.rows, n=len(keys), matrix_offset=parsed.matrix_offset,
+            head.update(vectors=True, dtype=row["dtype"], rows=parsed.rows, n=len(keys), matrix_offset=parsed.matrix_offset,
                         matrix_sha256=matrix, keys_sha256=_digest(keys.tobytes(), slots.tobytes()),
                         graph=parsed.graph)
     if path.stat().st_mtime_ns != st.st_mtime_ns:
@@ -119,9 +144,20 @@ def _verify(conn: sqlite3.Connection, row: dict[str, Any], max_key: int, keys: n
         blob = b"".join(v for _, v in batch)
         if len(blob) != 4 * dims * len(batch):
             raise SealError("SQLite holds a vector of the wrong size")  # doctor reports which
-        stored = np.frombuffer(blob, dtype=np.uint32).reshape(len(batch), dims)
-        if not np.array_equal(mat[slots[pos]].view(np.uint32), stored):
-            raise SealError("a vector in it differs from SQLite's")
+        if mat.dtype == np.float32:
+            stored = np.frombuffer(blob, dtype=np.uint32).reshape(len(batch), dims)
+            if not np.array_equal(mat[slots[pos]].view(np.uint32), stored):
+                raise SealError("a vector in it differs from SQLite's")
+        elif not close(mat[slots[pos]], np.frombuffer(blob, dtype=np.float32).reshape(len(batch), dims)):
+            raise SealError("a vector in it is not SQLite's within float16's precision")
+
+
+def close(h: np.ndarray, vecs: np.ndarray) -> bool:
+    """Whether every row of the float16 matrix `h` is within F16_EPS of the float32 row of `vecs`
+    it stands for (the bound `search` relies on when it shortlists from a float16 file)."""
+    d = h.astype(np.float64) - vecs.astype(np.float64)
+    ok = np.einsum("ij,ij->i", d, d) <= F16_EPS * F16_EPS * np.einsum("ij,ij->i", vecs, vecs, dtype=np.float64)
+    return bool((ok & np.isfinite(h).all(axis=1)).all())
 
 
 def _write(target: Path, head: dict[str, Any], keys: np.ndarray, slots: np.ndarray, offsets: np.ndarray) -> None:
@@ -202,16 +238,18 @@ def read_seal(path: Path, st: os.stat_result, row: dict[str, Any]) -> Seal | str
 
 
 class FileVectors:
-    """The float32 vectors stored inside a published usearch file, found by key.
+    """The vectors stored inside a published usearch file, found by key.
 
-    Queries score candidates straight from the file instead of reading their BLOBs from SQLite:
+    Queries score candidates straight from an f32 file instead of reading their BLOBs from SQLite:
     a key's vector never changes (upserts take a new key), and the seal proved the file held
-    SQLite's bytes when it was published.
+    SQLite's bytes when it was published. An f16 file's vectors are within F16_EPS of SQLite's
+    (`exact` is False): queries only shortlist from them, and score from SQLite.
     """
 
     def __init__(self, path: Path, keys: np.ndarray, slots: np.ndarray, mat: np.ndarray,
                  head: dict[str, Any] | None = None) -> None:
         self.path, self.keys, self.slots, self.mat = path, keys, slots, mat
+        self.exact = mat.dtype == np.float32  # SQLite's bytes, not float16 within F16_EPS of them
         self.head = head  # the seal's header; None for a file parsed without one (doctor)
         self.resident = False
         self.buffer: np.ndarray | None = None  # the whole file in memory, once resident
@@ -230,13 +268,14 @@ class FileVectors:
         if not head.get("vectors"):
             return None
         rows = int(head["rows"])
+        scalar = SCALARS[head.get("dtype", "f32")]  # seals before float16 files have no dtype
         f = _open_regular(path)
         if f is None or identity(os.fstat(f.fileno())) != head.get("identity"):
             raise ValueError("the file is no longer the one its seal names")  # replaced since the seal was read
         with f:
             mapped = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)  # outlives the descriptor
         # a plain ndarray over the mapping: np.memmap's Python-level indexing costs more than a gather
-        mat = np.frombuffer(mapped, dtype=np.float32, count=rows * dims,
+        mat = np.frombuffer(mapped, dtype=scalar, count=rows * dims,
                             offset=int(head["matrix_offset"])).reshape(rows, dims)
         return cls(path, s.keys, s.slots, mat, head)
 
@@ -257,7 +296,7 @@ class FileVectors:
             if head is None or buf is None:
                 self.trusted = False
                 return False
-            mat = np.frombuffer(buf, dtype=np.float32, count=self.mat.size,
+            mat = np.frombuffer(buf, dtype=self.mat.dtype, count=self.mat.size,
                                 offset=int(head["matrix_offset"])).reshape(self.mat.shape)
             keys, slots = np.array(self.keys), np.array(self.slots)
             if _digest(mat.data.cast("B")) != head.get("matrix_sha256") or \

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vzcli import ann, walk
+from vzcli import ann, published, walk
 from vzcli.filters import Compiled
 from vzcli.store import json_keys
 
@@ -82,27 +82,65 @@ def _cond(index_id: int, namespace: str | None, comp: Compiled | None, *, drive:
     return " AND ".join(parts), params
 
 
-def _rough(metric: str, q: np.ndarray, mat: np.ndarray) -> np.ndarray:
-    """float32 distances, only to shortlist candidates; the shortlist is then scored by `distances`.
+def _rough(metric: str, q: np.ndarray, mat: np.ndarray, eps: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Distances to shortlist candidates by, and a bound on each one's error: the exact distance
+    of row i (or, plus a constant, its square for euclidean) lies within d[i] +- b[i].
 
-    Values near float32's limits overflow here; then the chunk is ranked in float64 instead.
+    Computed in float32 (the rows' own type or wider); b covers float32's rounding (dot products
+    err by at most ~dims * 2^-24 of |m| |q|; this allows twice that) and, with `eps` > 0, rows
+    that stand for true vectors v within eps * |v| of them (a float16 file): euclidean
+    | |v-q| - |m-q| | <= |v-m| <= e|m|; dot |v.q - m.q| <= e|m||q|; cosine: the unit vectors of v
+    and m differ by at most 2 eps, so their cosines with q do too (e = eps / (1 - eps)). Where
+    float32 would overflow or flush a norm, the same is done in float64.
     """
-    with np.errstate(all="ignore"):
-        dots = mat @ q
-        if metric == "cosine":
-            norms = np.sqrt(np.einsum("ij,ij->i", mat, mat)) * np.float32(np.linalg.norm(q))
-            out = -dots / np.where(norms > 0, norms, np.float32(1.0))
-        elif metric == "euclidean":
-            out = np.einsum("ij,ij->i", mat, mat) - 2 * dots
-        else:
-            out = -dots
-    return out if np.isfinite(out).all() else distances(metric, q, mat)
+    dims = mat.shape[1]
+    e = eps / (1 - eps)
+    d: Any = None
+    ftype: Any
+    for ftype, unit in ((np.float32, 2.0 ** -24), (np.float64, 2.0 ** -53)):
+        g = 2.0 * (dims + 2) * unit
+        m: Any = mat.astype(ftype, copy=False)
+        qq: Any = q.astype(ftype, copy=False)
+        flushed: Any
+        with np.errstate(all="ignore"):
+            dots = m @ qq
+            mn = np.sqrt(np.einsum("ij,ij->i", m, m))
+            qn = ftype(math.sqrt(float(q.astype(np.float64) @ q.astype(np.float64))))
+            if metric == "cosine":
+                den = mn * qn
+                d = -dots / np.where(den > 0, den, ftype(1.0))
+                b = np.full(len(d), 4 * g + 2 * e, dtype=ftype)
+                flushed = bool(((mn < 1e-18) & (mat != 0).any(axis=1)).any()) or (0 < qn < 1e-18)
+            elif metric == "euclidean":
+                d = mn * mn - 2 * dots  # |m - q|^2 - |q|^2: the constant does not change the order
+                b = g * (mn * mn + 2 * mn * qn)
+                if e:
+                    dm = np.sqrt(np.maximum(d + qn * qn, 0))
+                    b = b + e * mn * (2 * dm + e * mn)
+                flushed = False
+            else:
+                d = -dots
+                b = (g + e) * mn * qn
+                flushed = False
+        if not flushed and np.isfinite(d).all() and np.isfinite(b).all():
+            return d, b
+    return d, np.full(len(d), np.inf)  # beyond float64 too: keep every row, the exact scores decide
+
+
+def _within(d: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
+    """Mask of the rows that can be among the k best: those whose lowest possible distance does
+    not exceed the k-th smallest highest possible one (however many tie)."""
+    if len(d) <= k:
+        return np.ones(len(d), dtype=bool)
+    worst = np.partition(d + b, k - 1)[k - 1]
+    return (d - b) <= worst
 
 
 def _topk(metric: str, q: np.ndarray, k: int, chunks: Iterator[tuple[np.ndarray, np.ndarray]],
           dims: int) -> list[tuple[float, int]]:
-    """Exhaustive top-k over (keys, float32 matrix) chunks: a float32 shortlist, then exact float64 scores."""
-    keep = 2 * k + 16  # shortlist margin: float32 rounding can only swap near-ties
+    """Exhaustive top-k over (keys, float32 matrix) chunks: a bounded float32 shortlist (`_rough`),
+    then exact float64 scores. The shortlist keeps every row that can be in the top k: a cluster
+    of near-ties stays whole instead of being cut at an arbitrary margin."""
     best_keys = np.empty(0, dtype=np.int64)
     best_mat = np.empty((0, dims), dtype=np.float32)
     q32 = q.astype(np.float32)
@@ -110,9 +148,9 @@ def _topk(metric: str, q: np.ndarray, k: int, chunks: Iterator[tuple[np.ndarray,
         if len(best_keys):
             keys = np.concatenate([best_keys, keys])
             mat = np.concatenate([best_mat, mat])
-        if len(keys) > keep:
-            part = np.argpartition(_rough(metric, q32, mat), keep - 1)[:keep]
-            keys, mat = keys[part], mat[part]
+        if len(keys) > k:
+            keep = _within(*_rough(metric, q32, mat), k)
+            keys, mat = keys[keep], mat[keep]
         best_keys, best_mat = keys, mat
     if not len(best_keys):
         return []
@@ -139,10 +177,11 @@ def _by_keys(conn: sqlite3.Connection, keys: list[int], dims: int) -> tuple[np.n
     return ks, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dims)
 
 
-def _file_chunks(conn: sqlite3.Connection, fv: ann.FileVectors, cur: sqlite3.Cursor,
-                 dims: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(keys, matrix) chunks for a cursor over candidate keys: vectors from the ANN file, the rest
-    (the delta, written after the file) from SQLite."""
+def _file_chunks(conn: sqlite3.Connection, fv: ann.FileVectors, cur: sqlite3.Cursor, dims: int,
+                 metric: str, q: np.ndarray, k: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(keys, float32 matrix) chunks for a cursor over candidate keys: vectors from the ANN file,
+    the rest (the delta, written after the file) from SQLite. From a float16 file, only the keys
+    that can be among the top `k` (`_bounded`) are yielded, with SQLite's vectors."""
     while True:
         rows = cur.fetchmany(CHUNK)
         if not rows:
@@ -150,9 +189,20 @@ def _file_chunks(conn: sqlite3.Connection, fv: ann.FileVectors, cur: sqlite3.Cur
         keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         hit, mat = fv.split(keys)
         if len(mat):
-            yield keys[hit], mat
+            if fv.exact:
+                yield keys[hit], mat
+            else:
+                yield _by_keys(conn, _bounded(metric, q, k, keys[hit], mat).tolist(), dims)
         if not hit.all():
             yield _by_keys(conn, keys[~hit].tolist(), dims)
+
+
+def _bounded(metric: str, q: np.ndarray, k: int, keys: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """The `keys` that can be among the top `k` of these candidates, given their float16 vectors
+    `h`, each within F16_EPS of its float32 vector (the seal proved it)."""
+    if len(keys) <= k:
+        return keys
+    return keys[_within(*_rough(metric, q.astype(np.float32), h, published.F16_EPS), k)]
 
 
 def _exact(conn: sqlite3.Connection, metric: str, q: np.ndarray, k: int, where: str, params: list[Any],
@@ -167,7 +217,7 @@ def _exact(conn: sqlite3.Connection, metric: str, q: np.ndarray, k: int, where: 
         cur = conn.execute(f"SELECT v.key, v.vec FROM vectors v WHERE {where}", params)
         return _topk(metric, q, k, _sql_chunks(cur, dims), dims)
     sql, sparams = keys_sql if keys_sql is not None else (f"SELECT v.key FROM vectors v WHERE {where}", params)
-    return _topk(metric, q, k, _file_chunks(conn, fv, conn.execute(sql, sparams), dims), dims)
+    return _topk(metric, q, k, _file_chunks(conn, fv, conn.execute(sql, sparams), dims, metric, q, k), dims)
 
 
 def dead_among(conn: sqlite3.Connection, index_id: int, keys: list[int]) -> set[int]:
@@ -316,7 +366,7 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     # usearch distances only pick candidates: their scores are recomputed exactly here. Delta
     # records already carry exact scores.
     cand = [key for _, key in found[: k * 2]]
-    result = rescore(conn, row, q, cand, fv if fv is not None and fv.resident else None)
+    result = rescore(conn, row, q, cand, fv if fv is not None and fv.resident and fv.exact else None)
     delta_keys = {key for _, key in delta}
     merged = sorted([h for h in result if h[1] not in delta_keys] + delta)
     return merged[:k], plan
@@ -334,7 +384,8 @@ def _exact_candidates(conn: sqlite3.Connection, metric: str, q: np.ndarray, k: i
 
 def rescore(conn: sqlite3.Connection, row: dict[str, Any], q: np.ndarray, keys: list[int],
             fv: ann.FileVectors | None = None) -> list[tuple[float, int]]:
-    """Exact (distance, key) of `keys`, best first: from the file's vectors when given, else SQLite."""
+    """Exact (distance, key) of `keys`, best first: from the file's vectors when given (an f32
+    file's: SQLite's bytes), else SQLite."""
     if not keys:
         return []
     arr = np.asarray(keys, dtype=np.int64)

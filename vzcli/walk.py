@@ -47,10 +47,12 @@ class Walker:
     """Searches one sealed file's HNSW graph with `pread` (see the module's docstring)."""
 
     def __init__(self, fd: int, matrix_offset: int, dims: int, offsets: np.ndarray, graph: dict[str, Any],
-                 metric: str, expansion_search: int) -> None:
-        """`fd`: the file, open for reading (the walker owns it); `offsets`: each slot's node."""
+                 metric: str, expansion_search: int, scalar: np.dtype = np.dtype(np.float32)) -> None:
+        """`fd`: the file, open for reading (the walker owns it); `offsets`: each slot's node;
+        `scalar`: the matrix's type (float32 or float16, searched in float32)."""
         self.fd, self.matrix_offset, self.offsets = fd, matrix_offset, offsets
-        self.row_bytes = 4 * dims
+        self.scalar = scalar
+        self.row_bytes = scalar.itemsize * dims
         self.m, self.m0 = int(graph["m"]), int(graph["m0"])
         self.max_level, self.entry = int(graph["max_level"]), int(graph["entry"])
         self.removed = int(graph.get("removed", 0))
@@ -70,7 +72,7 @@ class Walker:
         data = b"".join([pread(fd, size, at + size * s) for s in slots.tolist()])
         if len(data) != size * len(slots):
             raise Unusable("a vector row lies past the end of the file")
-        return np.frombuffer(data, dtype=np.float32).reshape(len(slots), self.ndim)
+        return np.frombuffer(data, dtype=self.scalar).reshape(len(slots), self.ndim).astype(np.float32, copy=False)
 
     def _dist(self, q: np.ndarray, qq: np.float32, slots: np.ndarray) -> np.ndarray:
         """usearch's distances (lower is better) of the vectors in `slots` to `q`, in float32."""

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from vzcli import limits
+from vzcli import envconf, limits
 from vzcli.backend import WriteResult
 from vzcli.catalog import check_id_arg as _check_id_arg
 from vzcli.catalog import index_row as _row
@@ -277,7 +277,7 @@ class Writes:
         with self.store.read() as conn:
             row = _row(conn, name)
         return {"index": name, "action": did or "none", "vectorCount": row["vector_count"],
-                "annNodes": row["ann_nodes"], "efSearch": row["expansion_search"],
+                "annNodes": row["ann_nodes"], "efSearch": row["expansion_search"], "annDtype": row["dtype"],
                 "seconds": round(time.monotonic() - t, 3)}
 
 class _BulkBuild:
@@ -305,8 +305,8 @@ class _BulkBuild:
                 except OSError:  # the builder died: the merge after the commit does its work
                     self.close()
             return
-        if self.off or row["ann_file"] is not None or row["dtype"] != "f32" or rows < ann.merge_threshold():
-            self.off = self.off or row["ann_file"] is not None or row["dtype"] != "f32"
+        if self.off or row["ann_file"] is not None or rows < ann.merge_threshold():
+            self.off = self.off or row["ann_file"] is not None
             return
         self.off = True
         if not self._locks.enter_context(ann.merge_lock(self.store.index_dir(self.name), wait=False)):
@@ -315,7 +315,7 @@ class _BulkBuild:
 
         self.dead = [k for (k,) in conn.execute("SELECT key FROM dead_keys WHERE index_id = ?", (row["id"],))]
         try:
-            self.builder = Builder(row, self.store.index_dir(self.name))
+            self.builder = Builder({**row, "dtype": envconf.ann_dtype()}, self.store.index_dir(self.name))
             cur = conn.execute("SELECT key, vec FROM vectors WHERE index_id = ? ORDER BY key", (row["id"],))
             while batch := cur.fetchmany(ann.CHUNK):
                 self.builder.add(np.fromiter((k for k, _ in batch), dtype=np.uint64, count=len(batch)),
@@ -332,7 +332,7 @@ class _BulkBuild:
         guard.mode = "stop-merge"
         try:
             new_file = self.builder.finish(seq)
-            ann.install(self.store, self.name, row, None, new_file, self.dead, self.builder.max_key,
+            ann.install(self.store, self.name, self.builder.row, None, new_file, self.dead, self.builder.max_key,
                         self.builder.nodes, 0, seq)
         except KeyboardInterrupt:
             result.notes.append(f"interrupted while building the ANN file of {self.name!r}; queries stay correct "
