@@ -233,3 +233,20 @@ def test_exact_search_keeps_every_near_tie(tmp_path, monkeypatch, metric) -> Non
         want = ref_topk(metric, q.tolist(), ids, vecs, 10)
         assert [(m["id"], m["score"]) for m in got["matches"]] == [(i, pytest.approx(s, rel=1e-12, abs=1e-15))
                                                                    for i, s in want]
+
+
+def test_exact_search_over_thousands_of_identical_vectors_stays_small_and_ordered(tmp_path, monkeypatch) -> None:
+    """6,000 copies of one vector all tie: the shortlist settles them exactly (distance, then the
+    order they were written) instead of carrying them all, and the answer is deterministic."""
+    monkeypatch.setenv("VZ_MERGE_THRESHOLD", "100000")
+    v = np.random.default_rng(4).standard_normal(DIMS).astype(np.float32)
+    model = {f"v{i}": v for i in range(6000)}
+    model["v6000"] = (v + np.float32(0.5)).astype(np.float32)
+    st = Store(tmp_path / "store")
+    be = LocalBackend(st)
+    be.create_index("f", dimensions=DIMS, metric="euclidean")
+    be.insert("f", _lines(model, meta=False))
+    got = be.query("f", vector=v.tolist(), top_k=5, exact=True)
+    assert [(m["id"], m["score"]) for m in got["matches"]] == [(f"v{i}", 0.0) for i in range(5)]
+    far = be.query("f", vector=(v + np.float32(0.5)).tolist(), top_k=2, exact=True)
+    assert [m["id"] for m in far["matches"]] == ["v6000", "v0"]

@@ -21,6 +21,7 @@ from vzcli.filters import Compiled
 from vzcli.store import json_keys
 
 CHUNK = 16384
+SHORTLIST_MAX = 4096  # rows an exhaustive search carries between chunks before scoring them exactly
 
 
 def distances(metric: str, q: np.ndarray, mat: np.ndarray) -> np.ndarray:
@@ -110,7 +111,8 @@ def _rough(metric: str, q: np.ndarray, mat: np.ndarray, eps: float = 0.0) -> tup
                 den = mn * qn
                 d = -dots / np.where(den > 0, den, ftype(1.0))
                 b = np.full(len(d), 4 * g + 2 * e, dtype=ftype)
-                flushed = bool(((mn < 1e-18) & (mat != 0).any(axis=1)).any()) or (0 < qn < 1e-18)
+                small = mn < 1e-18  # float32 squares flush below this: a nonzero row would score as zero
+                flushed = bool(small.any() and (mat[small] != 0).any()) or bool(0 < qn < 1e-18)
             elif metric == "euclidean":
                 d = mn * mn - 2 * dots  # |m - q|^2 - |q|^2: the constant does not change the order
                 b = g * (mn * mn + 2 * mn * qn)
@@ -151,6 +153,9 @@ def _topk(metric: str, q: np.ndarray, k: int, chunks: Iterator[tuple[np.ndarray,
         if len(keys) > k:
             keep = _within(*_rough(metric, q32, mat), k)
             keys, mat = keys[keep], mat[keep]
+        if len(keys) > SHORTLIST_MAX:  # that many near-ties (duplicates): settle them exactly now
+            order = np.lexsort((keys, distances(metric, q, mat)))[:k]  # the final order: distance, then key
+            keys, mat = keys[order], mat[order]
         best_keys, best_mat = keys, mat
     if not len(best_keys):
         return []
