@@ -29,6 +29,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,7 @@ RAW_ADD = r"""
 import sys, time, numpy as np
 from usearch.index import Index
 arr = np.load(sys.argv[1])[: int(sys.argv[2])]
-idx = Index(ndim=arr.shape[1], metric="cos", dtype="f32", connectivity=16, expansion_add=64)
+idx = Index(ndim=arr.shape[1], metric="cos", dtype=sys.argv[3], connectivity=16, expansion_add=64)
 c, t = time.process_time(), time.perf_counter()
 idx.add(np.arange(len(arr), dtype=np.uint64), arr, threads=0)
 print(time.perf_counter() - t, time.process_time() - c)
@@ -108,19 +109,23 @@ def part_a3(n: int, dim: int, runs: int, argv: list[str], write: bool) -> None:
         print(f"  vz insert: {t:.1f} s wall, {c:.1f} s CPU", flush=True)
         return t, c
 
-    def raw_run() -> tuple[float, float]:
-        r = subprocess.run([PY, "-c", RAW_ADD, str(npy), str(n)], check=True, capture_output=True, text=True)
-        t, c = (float(x) for x in r.stdout.split())
-        print(f"  raw add: {t:.1f} s wall, {c:.1f} s CPU", flush=True)
-        return t, c
+    def raw_run(dtype: str) -> Callable[[], tuple[float, float]]:
+        def run() -> tuple[float, float]:
+            r = subprocess.run([PY, "-c", RAW_ADD, str(npy), str(n), dtype], check=True, capture_output=True, text=True)
+            t, c = (float(x) for x in r.stdout.split())
+            print(f"  raw add ({dtype}): {t:.1f} s wall, {c:.1f} s CPU", flush=True)
+            return t, c
+        return run
 
-    both = interleaved({"vz": vz_run, "raw": raw_run}, runs, warmup=0)
+    # vz's files store f16 (VZ_ANN_DTYPE): raw f16 is the same parameters; f32 is what vz built before
+    both = interleaved({"vz": vz_run, "raw": raw_run("f16"), "raw32": raw_run("f32")}, runs, warmup=0)
     res = {k: [x[0] for x in v] for k, v in both.items()}
     cpu = {k: [x[1] for x in v] for k, v in both.items()}
     vz_rate = n / med(res["vz"])
     raw_rate = n / med(res["raw"])
     ratio = vz_rate / raw_rate
     cratio = med(cpu["raw"]) / med(cpu["vz"])
+    ratio32, cratio32 = vz_rate / (n / med(res["raw32"])), med(cpu["raw32"]) / med(cpu["vz"])
     size_nd = nd.stat().st_size / 1e6
     text = f"""## A3. Bulk `vz insert` vs raw usearch `add` ({n:,} x {dim}, cosine)
 
@@ -128,16 +133,18 @@ Command: `{_cmdline(argv)}` (machine: {common.machine()}).
 
 `vz --store S insert q --file data.ndjson` as one whole process ({size_nd:.0f} MB of NDJSON: parse,
 SQLite, HNSW build with threads=0, fsync'd save) against raw usearch
-`Index(ndim={dim}, metric="cos", dtype="f32", connectivity=16, expansion_add=64).add(keys, array, threads=0)`
-on the same array in a child process (the `add` call only). {runs} runs each, interleaved; median.
+`Index(ndim={dim}, metric="cos", dtype="f16", connectivity=16, expansion_add=64).add(keys, array, threads=0)`
+(vz's files store f16) and the same in f32 (what vz built before), on the same array in a child
+process (the `add` call only). {runs} runs each, interleaved; median.
 
 | | wall runs (s) | wall median | vectors/s (wall) | CPU runs (s) | CPU median | vectors per CPU-second |
 |---|---|---:|---:|---|---:|---:|
 | vz insert (whole process) | {", ".join(f"{x:.1f}" for x in res["vz"])} | {med(res["vz"]):.1f} s | {vz_rate:,.0f} | {", ".join(f"{x:.1f}" for x in cpu["vz"])} | {med(cpu["vz"]):.1f} s | {n / med(cpu["vz"]):,.0f} |
-| raw usearch add | {", ".join(f"{x:.1f}" for x in res["raw"])} | {med(res["raw"]):.1f} s | {raw_rate:,.0f} | {", ".join(f"{x:.1f}" for x in cpu["raw"])} | {med(cpu["raw"]):.1f} s | {n / med(cpu["raw"]):,.0f} |
+| raw usearch add, f16 | {", ".join(f"{x:.1f}" for x in res["raw"])} | {med(res["raw"]):.1f} s | {raw_rate:,.0f} | {", ".join(f"{x:.1f}" for x in cpu["raw"])} | {med(cpu["raw"]):.1f} s | {n / med(cpu["raw"]):,.0f} |
+| raw usearch add, f32 | {", ".join(f"{x:.1f}" for x in res["raw32"])} | {med(res["raw32"]):.1f} s | {n / med(res["raw32"]):,.0f} | {", ".join(f"{x:.1f}" for x in cpu["raw32"])} | {med(cpu["raw32"]):.1f} s | {n / med(cpu["raw32"]):,.0f} |
 
-{_goal(ratio >= 0.6, f"vz inserts at {ratio:.2f}x the raw usearch rate in wall time (goal >= 0.6x).")}
-Per CPU-second the ratio is {cratio:.2f}x. On an idle machine wall time, not CPU time, is what counts:
+{_goal(ratio >= 0.8, f"vz inserts at {ratio:.2f}x the raw usearch f16 rate in wall time (goal >= 0.8x).")}
+Per CPU-second the ratio is {cratio:.2f}x. Against raw usearch in f32: {ratio32:.2f}x wall, {cratio32:.2f}x CPU. On an idle machine wall time, not CPU time, is what counts:
 the HNSW build runs on both cores in both cases, but vz's NDJSON parsing and SQLite writes run on one,
 so on an idle 2-core box vz's wall-time ratio would be lower than its CPU ratio.
 """

@@ -22,6 +22,7 @@ from vzcli.store import json_keys
 
 CHUNK = 16384
 SHORTLIST_MAX = 4096  # rows an exhaustive search carries between chunks before scoring them exactly
+SMALL_EXACT = 512  # up to this many rows, scoring them all exactly costs less than shortlisting first
 
 
 def distances(metric: str, q: np.ndarray, mat: np.ndarray) -> np.ndarray:
@@ -150,7 +151,7 @@ def _topk(metric: str, q: np.ndarray, k: int, chunks: Iterator[tuple[np.ndarray,
         if len(best_keys):
             keys = np.concatenate([best_keys, keys])
             mat = np.concatenate([best_mat, mat])
-        if len(keys) > k:
+        if len(keys) > max(k, SMALL_EXACT):
             keep = _within(*_rough(metric, q32, mat), k)
             keys, mat = keys[keep], mat[keep]
         if len(keys) > SHORTLIST_MAX:  # that many near-ties (duplicates): settle them exactly now
@@ -276,7 +277,7 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
         opened = ann.open_file(ann.file_path(index_dir, row["ann_file"]), row,
                                walk=not resident and ann.walk_pays(row["ann_nodes"], row["expansion_search"]))
         if opened is not None and resident and opened.fv is not None:
-            if not opened.fv.make_resident():
+            if not opened.fv.make_resident(conn, row):
                 opened = None  # the file changed since it was sealed: neither score from it nor search it
             else:
                 ann.in_memory(opened, row)
@@ -292,10 +293,14 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     # Records newer than the file (the delta) are always searched exactly.
     # (plain `v.index_id = ?` first: index vectors_key walks this index's delta only, never the keys
     # of indexes created later)
+    held = None  # a small held delta, scored below in one pass with the search's candidates
     if no_delta:
         delta: list[tuple[float, int]] = []
     elif delta_rows is not None and not restricted:
-        delta = _topk(metric, q, k, iter([delta_rows]), dims) if len(delta_rows[0]) else []
+        if fv is not None and fv.resident and fv.exact and 0 < len(delta_rows[0]) <= SMALL_EXACT:
+            delta, held = [], delta_rows
+        else:
+            delta = _topk(metric, q, k, iter([delta_rows]), dims) if len(delta_rows[0]) else []
     else:
         delta = _exact(conn, metric, q, k, f"v.index_id = ? AND v.key > ? AND {pwhere}",
                        [index_id, max_key, *pparams], dims)
@@ -366,12 +371,12 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
                 return _exact_candidates(conn, metric, q, k, comp, cwhere, cparams, dims, fv, by_driver), plan
         else:
             count *= 4
-    if delta:
+    if delta or held is not None:
         plan.path = "hnsw+exact-delta"
     # usearch distances only pick candidates: their scores are recomputed exactly here. Delta
     # records already carry exact scores.
     cand = [key for _, key in found[: k * 2]]
-    result = rescore(conn, row, q, cand, fv if fv is not None and fv.resident and fv.exact else None)
+    result = rescore(conn, row, q, cand, fv if fv is not None and fv.resident and fv.exact else None, held)
     delta_keys = {key for _, key in delta}
     merged = sorted([h for h in result if h[1] not in delta_keys] + delta)
     return merged[:k], plan
@@ -388,10 +393,11 @@ def _exact_candidates(conn: sqlite3.Connection, metric: str, q: np.ndarray, k: i
 
 
 def rescore(conn: sqlite3.Connection, row: dict[str, Any], q: np.ndarray, keys: list[int],
-            fv: ann.FileVectors | None = None) -> list[tuple[float, int]]:
-    """Exact (distance, key) of `keys`, best first: from the file's vectors when given (an f32
-    file's: SQLite's bytes), else SQLite."""
-    if not keys:
+            fv: ann.FileVectors | None = None,
+            more: tuple[np.ndarray, np.ndarray] | None = None) -> list[tuple[float, int]]:
+    """Exact (distance, key) of `keys`, best first: from the file's vectors when given (exact
+    ones: `fv.exact`), else SQLite; with the (keys, vectors) `more` scored in the same pass."""
+    if not keys and more is None:
         return []
     arr = np.asarray(keys, dtype=np.int64)
     if fv is not None:
@@ -401,6 +407,8 @@ def rescore(conn: sqlite3.Connection, row: dict[str, Any], q: np.ndarray, keys: 
             arr, mat = np.concatenate([arr[hit], ks]), np.concatenate([mat, extra])
     else:
         arr, mat = _by_keys(conn, keys, row["dimensions"])
+    if more is not None:
+        arr, mat = np.concatenate([arr, more[0]]), np.concatenate([mat, more[1]])
     if not len(arr):
         return []
     d = distances(row["metric"], q, mat)
