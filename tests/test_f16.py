@@ -250,3 +250,45 @@ def test_exact_search_over_thousands_of_identical_vectors_stays_small_and_ordere
     assert [(m["id"], m["score"]) for m in got["matches"]] == [(f"v{i}", 0.0) for i in range(5)]
     far = be.query("f", vector=(v + np.float32(0.5)).tolist(), top_k=2, exact=True)
     assert [m["id"] for m in far["matches"]] == ["v6000", "v0"]
+
+
+def test_a_resident_f16_index_scores_from_its_float32_copy(tmp_path, monkeypatch) -> None:
+    """A long-lived backend reads the records of an f16 file from SQLite once; queries then score
+    and return values from that copy, and the records written or deleted since (the delta, dead
+    keys) are still answered from SQLite, exactly."""
+    model = _model(600, 12)
+    st, be = _index(tmp_path, monkeypatch, model, "euclidean", resident=True)
+    be.query("f", vector=model["v1"].tolist(), top_k=3)
+    (opened,) = [o for o in ann._OPEN.values() if o.fv is not None and o.fv.path.parent == st.index_dir("f")]
+    fv = opened.fv
+    assert fv.resident and fv.exact and fv.mat.dtype == np.float16 and fv.mat32 is not None
+    hit, mat = fv.split(np.asarray(fv.keys[:50]))
+    conn = sqlite3.connect(st.path / "catalog.sqlite3")
+    stored = dict(conn.execute("SELECT key, vec FROM vectors"))
+    assert hit.all() and [m.tobytes() for m in mat] == [stored[int(k)] for k in fv.keys[:50]]
+    gone = ["v3", "v30", "v300"]
+    be.delete_by_ids("f", gone)
+    fresh = {k: v for k, v in _model(608, 13).items() if int(k[1:]) >= 600}
+    be.upsert("f", _lines(fresh))
+    for g in gone:
+        del model[g]
+    model.update(fresh)
+    _same_as_exact(be, [model[k] for k in ("v1", "v4", "v601", "v607")] + [model["v2"] + 0.01])
+    got = be.query("f", vector=_model(301, 12)["v300"].tolist(), top_k=5)
+    assert "v300" not in {m["id"] for m in got["matches"]}
+
+
+@pytest.mark.parametrize("spread", [1, 3, 50])
+def test_key_lookup_with_and_without_the_direct_table(spread) -> None:
+    rng = np.random.default_rng(spread)
+    keys = np.unique(rng.integers(1, 1000 * spread, 1000)).astype(np.int64)
+    fv = published.FileVectors(Path("x"), keys, np.arange(len(keys), dtype=np.int64),
+                               np.zeros((len(keys), 2), np.float32))
+    probe = np.concatenate([keys[::7], rng.integers(-5, 1000 * spread + 5, 300)]).astype(np.int64)
+    want_hit = np.isin(probe, keys)
+    pos, hit = fv.find(probe)
+    fv._index_keys()
+    assert (fv._table is not None) == (spread < published.DENSE_SPAN)
+    pos2, hit2 = fv.find(probe)
+    assert np.array_equal(hit, want_hit) and np.array_equal(hit2, want_hit)
+    assert np.array_equal(pos[hit], pos2[hit2]) and np.array_equal(keys[pos2[hit2]], probe[hit2])
