@@ -243,8 +243,9 @@ class FileVectors:
 
     Queries score candidates straight from an f32 file instead of reading their BLOBs from SQLite:
     a key's vector never changes (upserts take a new key), and the seal proved the file held
-    SQLite's bytes when it was published. An f16 file's vectors are within F16_EPS of SQLite's
-    (`exact` is False): queries only shortlist from them, and score from SQLite.
+    SQLite's bytes when it was published. An f16 file's vectors are within F16_EPS of SQLite's:
+    queries only shortlist from them, and score from SQLite, or from the float32 copy a resident
+    process reads from SQLite once (`make_resident`; `exact` says which `split` gives).
     """
 
     def __init__(self, path: Path, keys: np.ndarray, slots: np.ndarray, mat: np.ndarray,
