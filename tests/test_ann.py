@@ -358,3 +358,45 @@ def test_ef_search_follows_the_graph_size() -> None:
 
     assert [ef_search_for(n) for n in (0, 1000, 100_000, 100_001, 1_000_000, 5_000_000, 20_000_000, 10**9)] == \
         [64, 64, 64, 72, 128, 512, 1024, 1024]
+
+
+def test_ef_construction_follows_the_graph_size() -> None:
+    from vzcli.ann import ef_construction_for
+
+    assert [ef_construction_for(n, 64) for n in (0, 1000, 1_000_000, 1_000_001, 2_000_000, 5_000_000, 20_000_000,
+                                                 10**9)] == [64, 64, 64, 72, 88, 128, 240, 256]
+    assert ef_construction_for(5_000_000, 300) == 300  # never below the index's own setting
+
+
+def test_merges_add_nodes_at_the_ef_construction_of_the_graph_size(tmp_path, monkeypatch) -> None:
+    """Nodes are added at the ef_construction of the size the graph reaches (here past 200
+    nodes, instead of 1M), on rebuilds and on merges alike; `vz optimize --json` reports it."""
+    from vzcli import ann
+
+    monkeypatch.setattr(ann, "EFC_BASE_NODES", 200)
+    monkeypatch.setenv("VZ_MERGE_THRESHOLD", "100")
+    seen: list[tuple[int, int]] = []
+    real_add = ann._new_index
+
+    def spy(row):  # record (graph size after the block, expansion_add) of every block added
+        idx = real_add(row)
+        add = idx.add
+
+        def recording_add(keys, vecs, **kw):
+            seen.append((len(idx) + len(keys), idx.expansion_add))
+            return add(keys, vecs, **kw)
+
+        idx.add = recording_add
+        return idx
+
+    monkeypatch.setattr(ann, "_new_index", spy)
+    st = Store(tmp_path / "store")
+    be = LocalBackend(st)
+    be.create_index("g", dimensions=DIMS, metric="cosine")
+    rng = np.random.default_rng(2)
+    lines = "".join(json.dumps({"id": f"v{i}", "values": rng.standard_normal(DIMS).tolist()}) + "\n" for i in range(900))
+    be.insert("g", io.BytesIO(lines.encode()))
+    out = be.optimize("g")
+    assert out["annNodes"] == 900 and out["efConstruction"] == ann.ef_construction_for(900, 64) == 128
+    assert seen and all(efc == ann.ef_construction_for(size, 64) for size, efc in seen)
+    assert seen[-1] == (900, 128)

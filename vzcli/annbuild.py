@@ -120,8 +120,10 @@ def main() -> int:
         if kind == "add":
             if not published.fits(arg[1], row["dtype"]):
                 return 1  # float16 cannot hold these: the merge after the commit builds an f32 file
+            size = len(idx) + len(arg[0])
+            idx.expansion_add = ann.ef_construction_for(size, row["expansion_add"])  # as in ann.maintain
             # a small graph is built with one thread, as in ann.maintain (a racy build can strand nodes)
-            idx.add(*arg, threads=1 if len(idx) + len(arg[0]) < ann.SMALL_GRAPH else 0)
+            idx.add(*arg, threads=1 if size < ann.SMALL_GRAPH else 0)
         elif kind == "abort":
             return 1
         else:

@@ -277,7 +277,9 @@ class Writes:
         with self.store.read() as conn:
             row = _row(conn, name)
         return {"index": name, "action": did or "none", "vectorCount": row["vector_count"],
-                "annNodes": row["ann_nodes"], "efSearch": row["expansion_search"], "annDtype": row["dtype"],
+                "annNodes": row["ann_nodes"], "efSearch": row["expansion_search"],
+                "efConstruction": ann.ef_construction_for(row["ann_nodes"], row["expansion_add"]),
+                "annDtype": row["dtype"],
                 "seconds": round(time.monotonic() - t, 3)}
 
 class _BulkBuild:
