@@ -222,3 +222,13 @@ def test_walk_cost_prints_a_row_per_ef(tmp_path: Path) -> None:
     rows = [ln for ln in r.stdout.splitlines() if ln.startswith("| 16 |") or ln.startswith("| 32 |")]
     assert len(rows) == 2 and all(ln.endswith("x |") for ln in rows)
     assert r.stdout.startswith("p: 5,000 nodes x 16; usearch open ")
+
+
+def test_efc_recall_prints_the_build_and_a_line_per_ef(tmp_path: Path) -> None:
+    r = _run(tmp_path, "bench/efc_recall.py", "--size", "2000x8", "--efc", "32", "--ef", "16,64", "--queries", "20")
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert lines[0]["n"] == 2000 and lines[0]["efc"] == 32 and lines[0]["dtype"] == "f16"
+    assert [ln["ef"] for ln in lines[1:]] == [16, 64]
+    assert all(0.0 <= ln["recall@10"] <= 1.0 and ln["cpu_ms_per_query"] > 0 for ln in lines[1:])
+    assert lines[2]["recall@10"] >= 0.9  # a 2,000-node graph searched at ef 64 is near-exact
