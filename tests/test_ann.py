@@ -368,9 +368,9 @@ def test_ef_construction_follows_the_graph_size() -> None:
     assert ef_construction_for(5_000_000, 300) == 300  # never below the index's own setting
 
 
-def test_merges_add_nodes_at_the_ef_construction_of_the_graph_size(tmp_path, monkeypatch) -> None:
-    """Nodes are added at the ef_construction of the size the graph reaches (here past 200
-    nodes, instead of 1M), on rebuilds and on merges alike; `vz optimize --json` reports it."""
+def test_a_rebuild_adds_every_node_at_the_ef_construction_of_its_final_size(tmp_path, monkeypatch) -> None:
+    """Nodes are added at the ef_construction of the size the graph will reach (here past 200
+    nodes instead of 1M), from the first block on; `vz optimize --json` reports it."""
     from vzcli import ann
 
     monkeypatch.setattr(ann, "EFC_BASE_NODES", 200)
@@ -398,5 +398,8 @@ def test_merges_add_nodes_at_the_ef_construction_of_the_graph_size(tmp_path, mon
     be.insert("g", io.BytesIO(lines.encode()))
     out = be.optimize("g")
     assert out["annNodes"] == 900 and out["efConstruction"] == ann.ef_construction_for(900, 64) == 128
-    assert seen and all(efc == ann.ef_construction_for(size, 64) for size, efc in seen)
-    assert seen[-1] == (900, 128)
+    assert len(seen) == 1 and seen[0] == (900, 128)  # one block (CHUNK rows), at 900's ef_construction
+    seen.clear()
+    monkeypatch.setattr(ann, "CHUNK", 100)
+    assert be.optimize("g")["action"] == "rebuild"
+    assert [s for s, _ in seen] == list(range(100, 1000, 100)) and {e for _, e in seen} == {128}

@@ -121,7 +121,8 @@ def main() -> int:
             if not published.fits(arg[1], row["dtype"]):
                 return 1  # float16 cannot hold these: the merge after the commit builds an f32 file
             size = len(idx) + len(arg[0])
-            idx.expansion_add = ann.ef_construction_for(size, row["expansion_add"])  # as in ann.maintain
+            # the size reached so far: unlike a rebuild, the builder does not know the final one
+            idx.expansion_add = ann.ef_construction_for(size, row["expansion_add"])
             # a small graph is built with one thread, as in ann.maintain (a racy build can strand nodes)
             idx.add(*arg, threads=1 if size < ann.SMALL_GRAPH else 0)
         elif kind == "abort":
