@@ -466,21 +466,30 @@ def measure(n: int, dim: int, a: argparse.Namespace) -> dict[str, Any]:
     m, efc, efs = vz_settings()
     res: dict[str, Any] = {"n": n, "dim": dim, "M": m, "ef_construction": efc, "ef_search_default": efs,
                            "raw_bytes": n * dim * 4, "load_start": os.getloadavg()[0]}
-    if a.no_raw_build:  # no ingest ratio for this size; raw usearch still searches vz's own file below
-        res["raw_build"] = {"skipped": True}
+    if a.requery:  # the kept store as it is now (e.g. after `vz optimize`); its insert figures as saved
+        summary = OUT / f"{a.section}.json"
+        prev = json.loads(summary.read_text()).get(size) if summary.exists() else None
+        if prev is None or not (store / "catalog.sqlite3").exists():
+            raise SystemExit(f"--requery {size}: needs its kept store ({store}) and its saved row in {summary}")
+        res.update({k: prev[k] for k in ("raw_build", "insert", "ingest_over_raw", "ingest_over_raw_cpu",
+                                         "insert_rss_over_raw", "disk_per_vector", "disk_over_raw") if k in prev})
+        res["requeried_after"] = prev.get("commit")
     else:
-        log(f"raw usearch add (M={m}, ef_construction={efc}, {a.raw_dtype}){' (cached if present)' if a.reuse else ''}")
-        res["raw_build"] = raw_build(n, dim, a.reuse, a.raw_dtype)
-    log("vz insert")
-    res["insert"] = vz_insert(store, n, dim)
-    if not a.no_raw_build:
-        res["ingest_over_raw"] = res["insert"]["rate"] / res["raw_build"]["rate"]
-    if res["raw_build"].get("add_cpu"):  # CPU per vector: what each costs on an idle machine
-        res["ingest_over_raw_cpu"] = res["raw_build"]["add_cpu"] / res["insert"]["cpu"]
-    res["insert_rss_over_raw"] = res["insert"]["maxrss_kb"] * 1024 / res["raw_bytes"]
-    res["disk_per_vector"] = res["insert"]["disk_bytes"] / n
-    res["disk_over_raw"] = res["insert"]["disk_bytes"] / res["raw_bytes"]
-    add_small(store, dim)
+        if a.no_raw_build:  # no ingest ratio for this size; raw usearch still searches vz's own file below
+            res["raw_build"] = {"skipped": True}
+        else:
+            log(f"raw usearch add (M={m}, ef_construction={efc}, {a.raw_dtype}){' (cached if present)' if a.reuse else ''}")
+            res["raw_build"] = raw_build(n, dim, a.reuse, a.raw_dtype)
+        log("vz insert")
+        res["insert"] = vz_insert(store, n, dim)
+        if not a.no_raw_build:
+            res["ingest_over_raw"] = res["insert"]["rate"] / res["raw_build"]["rate"]
+        if res["raw_build"].get("add_cpu"):  # CPU per vector: what each costs on an idle machine
+            res["ingest_over_raw_cpu"] = res["raw_build"]["add_cpu"] / res["insert"]["cpu"]
+        res["insert_rss_over_raw"] = res["insert"]["maxrss_kb"] * 1024 / res["raw_bytes"]
+        res["disk_per_vector"] = res["insert"]["disk_bytes"] / n
+        res["disk_over_raw"] = res["insert"]["disk_bytes"] / res["raw_bytes"]
+        add_small(store, dim)
     log(f"whole-process queries ({a.runs} interleaved runs)")
     res["whole_process"] = wp = whole_process(store, dim, a.runs)
     res["wp_big_over_small"], res["wp_big_over_floor"] = wp["big_over_small"], wp["big_over_floor"]
@@ -502,7 +511,7 @@ def measure(n: int, dim: int, a: argparse.Namespace) -> dict[str, Any]:
     res["small_upsert"] = small_upserts(store, dim, a.upsert_runs)
     res["load_end"] = os.getloadavg()[0]
     res["seconds"] = time.perf_counter() - t0
-    if not a.keep_stores:
+    if not a.keep_stores and not a.requery:
         shutil.rmtree(store, ignore_errors=True)
     return res
 
@@ -573,7 +582,9 @@ def details(results: dict[str, dict[str, Any]]) -> str:
             f"1k in this store {rng(up['small_in_big_store'])}, 1k alone {rng(up['small_alone'])}, "
             f"big {rng(up['big'])} (1k here / 1k alone {up['small_over_alone']:.2f}x). Load average "
             f"{r['load_start']:.1f} -> {r['load_end']:.1f}; {r['seconds'] / 60:.1f} min"
-            + (f"; vz {r['commit']}, {r['when']}" if r.get("commit") else "") + ".")
+            + (f"; vz {r['commit']}, {r['when']}" if r.get("commit") else "")
+            + (f"; queries re-measured (--requery) on the kept store, insert figures from {r['requeried_after']}"
+               if "requeried_after" in r else "") + ".")
     return "\n".join(out)
 
 
@@ -622,6 +633,8 @@ def main(argv: list[str] | None = None) -> int:
                     "saves its time at 5M)")
     ap.add_argument("--raw-dtype", choices=("f16", "f32"), default="f16",
                     help="scalar type of the raw usearch build (default %(default)s, what vz's files store)")
+    ap.add_argument("--requery", action="store_true", help="no build: measure the queries again on each size's "
+                    "kept store (e.g. after `vz optimize`), keeping its saved insert figures")
     ap.add_argument("--keep-stores", action="store_true", help="keep each size's vz store under bench/out/scale/")
     ap.add_argument("--quick", action="store_true", help="10000x128, 5 runs, 50 queries, --no-write")
     ap.add_argument("--no-write", action="store_true", help="leave RESULTS.md, scale.png and scale.json alone")
