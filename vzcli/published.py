@@ -342,7 +342,8 @@ class FileVectors:
             pos, hit = self.find(np.fromiter((k for k, _ in batch), dtype=np.int64, count=len(batch)))
             vecs = np.frombuffer(b"".join(v for _, v in batch), dtype=np.float32).reshape(len(batch), dims)
             mat32[pos[hit]], have[pos[hit]] = vecs[hit], True
-        self.mat32, self.have32 = mat32, have
+        self.have32 = have  # before mat32: a thread that sees mat32 (`exact`) must find have32 too
+        self.mat32 = mat32
 
     def _read_whole(self, head: dict[str, Any]) -> np.ndarray | None:
         """The file's bytes, if it is still the one its seal names (size, inode, mtime). Opened
