@@ -354,7 +354,7 @@ def _per_query_child(store_s: str, qpath: str, out: str, passes: int, ef_overrid
     path = f"/client/v4/accounts/bench/vectorize/v2/indexes/{BIG}/query"
 
     def lib(i: int) -> list[int]:
-        return [int(m["id"]) for m in be.query(BIG, vector=qls[i], top_k=K)["matches"]]
+        return [_row_number(m["id"]) for m in be.query(BIG, vector=qls[i], top_k=K)["matches"]]
 
     def http_q(i: int) -> list[int]:
         conn.request("POST", path, body=json.dumps({"vector": qls[i], "topK": K}).encode(),
@@ -363,7 +363,7 @@ def _per_query_child(store_s: str, qpath: str, out: str, passes: int, ef_overrid
         body = json.loads(r.read())
         if r.status != 200:
             raise RuntimeError(f"HTTP query: {r.status} {body}")
-        return [int(m["id"]) for m in body["result"]["matches"]]
+        return [_row_number(m["id"]) for m in body["result"]["matches"]]
 
     def raw_q(i: int) -> list[int]:  # asks for what vz asks usearch for at top-k K with no deletes
         assert raw is not None
@@ -426,7 +426,13 @@ def _keys_to_ids(store: Path, rows: list[list[int]]) -> list[list[int]]:
                                (json.dumps(keys),)).fetchall())
     finally:
         con.close()
-    return [[int(got[k]) for k in r] for r in rows]
+    return [[_row_number(got[k]) for k in r] for r in rows]
+
+
+def _row_number(vid: str) -> int:
+    """The data row an id names; -1 for the records the upsert runs add (`u0`...), in no truth set
+    (a kept store queried again with --requery holds them)."""
+    return int(vid) if vid.isdigit() else -1
 
 
 # --- 4. small index in a big store ------------------------------------------------------------------
@@ -467,7 +473,7 @@ def measure(n: int, dim: int, a: argparse.Namespace) -> dict[str, Any]:
     res: dict[str, Any] = {"n": n, "dim": dim, "M": m, "ef_construction": efc, "ef_search_default": efs,
                            "raw_bytes": n * dim * 4, "load_start": os.getloadavg()[0]}
     if a.requery:  # the kept store as it is now (e.g. after `vz optimize`); its insert figures as saved
-        summary = OUT / f"{a.section}.json"
+        summary = OUT / ("scale-scratch.json" if a.no_write else f"{a.section}.json")  # where main saved it
         prev = json.loads(summary.read_text()).get(size) if summary.exists() else None
         if prev is None or not (store / "catalog.sqlite3").exists():
             raise SystemExit(f"--requery {size}: needs its kept store ({store}) and its saved row in {summary}")

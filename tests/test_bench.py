@@ -156,6 +156,23 @@ def test_bench_scale_runs_end_to_end(tmp_path: Path) -> None:
         "recall@10 >= 0.98 (goal 0.99)", "insert peak RSS <= raw float32 size", "disk <= 2.2x raw float32",
         "ingest >= 0.8x raw usearch"]
     assert not (tmp_path / "out" / "scale.json").exists()
+    assert not (tmp_path / "out" / "scale" / "store-1500x8").exists()  # not kept
+
+
+def test_bench_scale_requery_measures_a_kept_store_again(tmp_path: Path) -> None:
+    args = ["--sizes", "1500x8", "--runs", "1", "--upsert-runs", "1", "--queries", "8", "--passes", "1", "--no-write"]
+    r = _run(tmp_path, "bench/bench_scale.py", *args, "--keep-stores")
+    assert r.returncode == 0, r.stderr[-2000:]
+    first = json.loads((tmp_path / "out" / "scale-scratch.json").read_text())["1500x8"]
+    r = _run(tmp_path, "bench/bench_scale.py", *args, "--requery")
+    assert r.returncode == 0, r.stderr[-2000:]
+    again = json.loads((tmp_path / "out" / "scale-scratch.json").read_text())["1500x8"]
+    assert "] 1500x8: vz insert" not in r.stdout and "] 1500x8: raw usearch add" not in r.stdout  # nothing rebuilt
+    assert "] 1500x8: whole-process queries" in r.stdout
+    assert again["insert"] == first["insert"] and again["raw_build"] == first["raw_build"]
+    assert "requeried_after" in again and again["per_query"]["nq"] == 8 and 0.9 <= again["recall"] <= 1.0
+    r = _run(tmp_path, "bench/bench_scale.py", "--sizes", "1600x8", "--requery", "--no-write")
+    assert r.returncode != 0 and "--requery 1600x8: needs its kept store" in r.stderr
 
 
 _BURN = "import sys, time\nfor _ in sys.stdin:\n    t = time.process_time()\n    while time.process_time() - t < 0.03:\n        pass\n    print(flush=True)\n"
