@@ -479,7 +479,7 @@ def measure(n: int, dim: int, a: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(f"--requery {size}: needs its kept store ({store}) and its saved row in {summary}")
         res.update({k: prev[k] for k in ("raw_build", "insert", "ingest_over_raw", "ingest_over_raw_cpu",
                                          "insert_rss_over_raw", "disk_per_vector", "disk_over_raw") if k in prev})
-        res["requeried_after"] = prev.get("commit")
+        res["requeried_after"] = prev.get("requeried_after") or prev.get("commit")  # the insert's commit
     else:
         if a.no_raw_build:  # no ingest ratio for this size; raw usearch still searches vz's own file below
             res["raw_build"] = {"skipped": True}
