@@ -84,7 +84,7 @@ def test_file_vectors_equal_sqlite_for_every_live_key(built: tuple[Store, dict[s
     else:  # float16 rounding of SQLite's float32, within the bound the seal proved
         assert row["dtype"] == "f16" and not fv.exact and mat.dtype == np.float16
         f32 = np.frombuffer(b"".join(want), dtype=np.float32).reshape(len(want), DIMS)
-        assert np.array_equal(mat, f32.astype(np.float16)) and published.close(mat, f32)
+        assert np.array_equal(mat, f32.astype(np.float16)) and published.close_rows(mat, f32).all()
     # keys the file does not hold are reported as misses, not mapped to another row
     hit, mat = fv.split(np.asarray([0, row["ann_max_key"] + 1, 10**12], dtype=np.int64))
     assert not hit.any() and mat.shape == (0, DIMS)

@@ -49,21 +49,27 @@ METRIC_KIND = {"cosine": "Cos", "euclidean": "L2sq", "dot-product": "IP"}
 
 def fits(vecs: np.ndarray, dtype: str) -> bool:
     """Whether an ANN file of `dtype` can hold every row of the float32 matrix `vecs` within the
-    bound queries rely on: float16 must be finite and within F16_EPS of each row's norm (float16
-    rounds each component to 2^-11 of itself, so rows of ordinary values pass by a factor of
-    two; values past 65,504, or rows so small that float16 flushes them, do not)."""
+    bound queries rely on (`close_rows`: float16 rounds each component to 2^-11 of itself, so rows
+    of ordinary values pass by a factor of two; values past 65,504, or rows so small that float16
+    flushes them, do not)."""
     if dtype != "f16" or not len(vecs):
         return True
     with np.errstate(over="ignore"):
-        h = vecs.astype(np.float16)
-    if not np.isfinite(h).all():
-        return False
-    err = h.astype(np.float32) - vecs  # exact: the two are within a factor of two of each other
-    e2, n2 = np.einsum("ij,ij->i", err, err), np.einsum("ij,ij->i", vecs, vecs)
-    tiny = n2 < 1e-20  # float32 squares underflow here, and float16 cannot hold such rows anyway
-    if tiny.any() and bool((vecs[tiny] != 0).any()):
-        return False
-    return bool((e2[~tiny] <= F16_EPS * F16_EPS * n2[~tiny]).all())
+        return bool(close_rows(vecs.astype(np.float16), vecs).all())
+
+
+def close_rows(h: np.ndarray, vecs: np.ndarray) -> np.ndarray:
+    """Mask of the rows of the float16 matrix `h` that are finite and within F16_EPS of the
+    float32 row of `vecs` they stand for (the bound `search` relies on when it shortlists from
+    an f16 file). Rows whose squares float32 flushes to zero fit only if both are all zeros."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        err = h.astype(np.float32) - vecs  # exact while h rounds vecs: within a factor of two
+        e2, n2 = np.einsum("ij,ij->i", err, err), np.einsum("ij,ij->i", vecs, vecs)
+        ok = np.isfinite(h).all(axis=1) & np.isfinite(n2) & (e2 <= F16_EPS * F16_EPS * n2)
+    tiny = n2 < 1e-20
+    if tiny.any():
+        ok[tiny] = ~((vecs[tiny] != 0).any(axis=1) | (h[tiny] != 0).any(axis=1))
+    return ok
 
 
 class SealError(Exception):
@@ -149,16 +155,8 @@ def _verify(conn: sqlite3.Connection, row: dict[str, Any], max_key: int, keys: n
             stored = np.frombuffer(blob, dtype=np.uint32).reshape(len(batch), dims)
             if not np.array_equal(mat[slots[pos]].view(np.uint32), stored):
                 raise SealError("a vector in it differs from SQLite's")
-        elif not close(mat[slots[pos]], np.frombuffer(blob, dtype=np.float32).reshape(len(batch), dims)):
+        elif not close_rows(mat[slots[pos]], np.frombuffer(blob, dtype=np.float32).reshape(len(batch), dims)).all():
             raise SealError("a vector in it is not SQLite's within float16's precision")
-
-
-def close(h: np.ndarray, vecs: np.ndarray) -> bool:
-    """Whether every row of the float16 matrix `h` is within F16_EPS of the float32 row of `vecs`
-    it stands for (the bound `search` relies on when it shortlists from a float16 file)."""
-    d = h.astype(np.float64) - vecs.astype(np.float64)
-    ok = np.einsum("ij,ij->i", d, d) <= F16_EPS * F16_EPS * np.einsum("ij,ij->i", vecs, vecs, dtype=np.float64)
-    return bool((ok & np.isfinite(h).all(axis=1)).all())
 
 
 def _write(target: Path, head: dict[str, Any], keys: np.ndarray, slots: np.ndarray, offsets: np.ndarray) -> None:

@@ -339,13 +339,9 @@ class Reads:
             import numpy as np
 
             vecs: list[Any] = [None] * len(known)
-            if values and fv.exact:
+            if values:  # a resident file's vectors are SQLite's float32 (`FileVectors.exact`)
                 _, mat = fv.split(np.asarray(list(known), dtype=np.int64))
                 vecs = [v.tobytes() for v in mat]
-            elif values:  # an f16 file holds only an approximation: the values come from SQLite
-                blobs = dict(conn.execute("SELECT key, vec FROM vectors WHERE key IN (SELECT value FROM json_each(?))",
-                                          (json_keys(list(known)),)).fetchall())
-                vecs = [blobs.get(key) for key in known]
             for (key, (vid, ns)), vec in zip(known.items(), vecs, strict=True):
                 details[key] = (vid, ns, None, vec) if values else (vid, ns, None)
         return details
