@@ -254,6 +254,8 @@ class FileVectors:
         self.mat32: np.ndarray | None = None
         self.have32: np.ndarray | None = None
         self._table: np.ndarray | None = None  # key - keys[0] -> position, once resident (`_index_keys`)
+        self._base = 0  # keys[0], as a Python int (for `_table`)
+        self._usable: np.ndarray | None = None  # keys with an exact vector and an id (`lookup`)
         self.head = head  # the seal's header; None for a file parsed without one (doctor)
         self.resident = False
         self.buffer: np.ndarray | None = None  # the whole file in memory, once resident
@@ -402,6 +404,7 @@ class FileVectors:
         if n and int(self.keys[-1]) - int(self.keys[0]) < DENSE_SPAN * n:
             table = np.full(int(self.keys[-1]) - int(self.keys[0]) + 1, -1, dtype=np.int64 if n >= 2 ** 31 else np.int32)
             table[self.keys - self.keys[0]] = np.arange(n, dtype=table.dtype)
+            self._base = int(self.keys[0])
             self._table = table
 
     def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -418,6 +421,28 @@ class FileVectors:
         pos = np.searchsorted(self.keys, keys)
         pos[pos >= len(self.keys)] = 0
         return pos, self.keys[pos] == keys
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray | None:
+        """Positions of `keys` (int64) if the file holds every one with its exact vector and its
+        id (`exact`, after `load_info`), else None: one check for the resident query path."""
+        usable = self._usable
+        if usable is None:
+            if self.known is None or not self.exact:
+                return None
+            usable = self.known if self.have32 is None else self.known & self.have32
+            self._usable = usable
+        t = self._table
+        if t is not None:
+            pos = t.take(keys - self._base, mode="clip")  # a key outside the table (or absent: -1) is
+        else:  # caught below, as a position holding another key
+            pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        if not len(self.keys) or not ((self.keys[pos] == keys) & usable[pos]).all():
+            return None
+        return pos
+
+    def row_bytes(self, p: int) -> bytes:
+        """The float32 bytes of the vector at position `p` (an exact file: `exact`)."""
+        return (self.mat32[p] if self.mat32 is not None else self.mat[self.slots[p]]).tobytes()
 
     def split(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mask of `keys` present in the file, their vectors in order): SQLite's float32 when

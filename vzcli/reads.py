@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import base64
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,6 +25,7 @@ from vzcli.errors import (
     UsageError,
     VectorNotFound,
 )
+from vzcli.snapshot import Snapshot, snapshot
 from vzcli.store import Store, json_keys
 
 Warn = Callable[[str], None]
@@ -44,99 +43,6 @@ def _details(conn: sqlite3.Connection, keys: list[int], values: bool) -> dict[in
     cols = "key, id, namespace, metadata, vec" if values else "key, id, namespace, metadata"
     return {r[0]: r[1:] for r in conn.execute(
         f"SELECT {cols} FROM vectors WHERE key IN (SELECT value FROM json_each(?))", (json_keys(keys),))}
-
-
-class Snapshot:
-    """What a query needs from the catalog that cannot change until the next commit.
-
-    Keyed by the connection's `PRAGMA data_version` (bumped by other connections' commits; it
-    also pins the read snapshot) and its `total_changes` (bumped by its own): a resident
-    backend then skips the catalog row, the metadata indexes, the delta search and the dead-key
-    check on every query between two writes. One per thread and connection (queries run on
-    several threads in `vz serve`), so nothing here is shared.
-    """
-
-    __slots__ = ("conn", "stamp", "rows", "props", "delta_empty", "dead_free", "dirs", "deltas")
-
-    DELTA_CACHE_MAX = 20_000  # records newer than the file kept in memory per index (a merge is due at 2,000)
-
-    def __init__(self, conn: sqlite3.Connection, stamp: tuple[int, int]) -> None:
-        self.conn, self.stamp = conn, stamp
-        self.rows: dict[str, dict[str, Any]] = {}
-        self.props: dict[int, dict[str, tuple[int, str]]] = {}
-        self.delta_empty: dict[int, bool] = {}
-        self.dead_free: dict[int, bool] = {}
-        self.dirs: dict[str, Path] = {}
-        self.deltas: dict[int, tuple[Any, Any] | None] = {}
-
-    def row(self, name: str) -> dict[str, Any]:
-        r = self.rows.get(name)
-        if r is None:
-            r = self.rows[name] = _row(self.conn, name)
-        return r
-
-    def index_dir(self, store: Store, name: str) -> Path:
-        d = self.dirs.get(name)
-        if d is None:
-            d = self.dirs[name] = store.index_dir(name)
-        return d
-
-    def meta(self, index_id: int) -> dict[str, tuple[int, str]]:
-        p = self.props.get(index_id)
-        if p is None:
-            p = self.props[index_id] = _meta_indexes(self.conn, index_id)
-        return p
-
-    def no_delta(self, row: dict[str, Any]) -> bool:
-        """No record is newer than the index's ANN file (nothing to search exactly beside it)."""
-        v = self.delta_empty.get(row["id"])
-        if v is None:
-            v = self.delta_empty[row["id"]] = self.conn.execute(
-                "SELECT NOT EXISTS (SELECT 1 FROM vectors WHERE index_id = ? AND key > ?)",
-                (row["id"], row["ann_max_key"])).fetchone()[0] == 1
-        return v
-
-    def delta(self, row: dict[str, Any]) -> tuple[Any, Any] | None:
-        """(keys, float32 matrix) of the records newer than the index's ANN file, read once per
-        snapshot; None when there are more than DELTA_CACHE_MAX (then each query reads them)."""
-        if row["id"] in self.deltas:
-            return self.deltas[row["id"]]
-        import numpy as np
-
-        rows = self.conn.execute("SELECT key, vec FROM vectors WHERE index_id = ? AND key > ? ORDER BY key LIMIT ?",
-                                 (row["id"], row["ann_max_key"], self.DELTA_CACHE_MAX + 1)).fetchall()
-        got = None
-        if len(rows) <= self.DELTA_CACHE_MAX:
-            keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), row["dimensions"])
-            got = (keys, mat)
-        self.deltas[row["id"]] = got
-        return got
-
-    def no_dead(self, index_id: int) -> bool:
-        """No key of the index is listed dead (so no key of its file can be)."""
-        v = self.dead_free.get(index_id)
-        if v is None:
-            v = self.dead_free[index_id] = self.conn.execute(
-                "SELECT NOT EXISTS (SELECT 1 FROM dead_keys WHERE index_id = ?)", (index_id,)).fetchone()[0] == 1
-        return v
-
-
-_TLS = threading.local()
-
-
-def snapshot(conn: sqlite3.Connection) -> Snapshot:
-    """This thread's `Snapshot` of `conn`, current as of now (call it first in a read transaction)."""
-    stamp = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
-    snaps: dict[int, Snapshot] | None = getattr(_TLS, "snaps", None)
-    if snaps is None:
-        snaps = _TLS.snaps = {}
-    s = snaps.get(id(conn))
-    if s is None or s.conn is not conn or s.stamp != stamp:
-        if len(snaps) > 16:
-            snaps.clear()
-        s = snaps[id(conn)] = Snapshot(conn, stamp)
-    return s
 
 
 def _vec_list(blob: bytes) -> list[float]:
@@ -228,15 +134,20 @@ class Reads:
               top_k: int = limits.TOPK_DEFAULT, return_values: bool = False, return_metadata: str = "none",
               namespace: str | None = None, filter: Any = None, exact: bool = False,
               warn: Warn = _noop) -> dict[str, Any]:
+        check_query_options(top_k, return_values, return_metadata)
+        if (vector is None) == (vector_id is None):
+            raise UsageError("Either vector or vector-id parameter must be provided, but not both.")
+        if self.resident and vector is not None and filter is None and namespace is None and not exact \
+                and return_metadata == "none":
+            answer = self._lean_query(name, vector, int(top_k), return_values)
+            if answer is not None:
+                return answer
         import numpy as np
 
         from vzcli import search
         from vzcli.filters import compile_filter, from_index_value, parse_query_filter
         from vzcli.records import check_namespace, check_vector
 
-        check_query_options(top_k, return_values, return_metadata)
-        if (vector is None) == (vector_id is None):
-            raise UsageError("Either vector or vector-id parameter must be provided, but not both.")
         flt = parse_query_filter(filter)
         if namespace is not None:
             try:
@@ -248,6 +159,7 @@ class Reads:
                 _row(conn, name)  # raises IndexNotFound
             assert conn is not None
             snap = snapshot(conn) if self.resident else None
+            assert snap is not None or not self.resident
             row = snap.row(name) if snap is not None else _row(conn, name)
             if vector_id is not None:
                 _check_id_arg(vector_id)
@@ -277,9 +189,18 @@ class Reads:
             # a resident backend keeps the delta in memory until the next commit (unfiltered queries)
             delta = snap.delta(row) if snap is not None and not no_delta and namespace is None and comp is None \
                 and row["ann_file"] is not None else None
-            hits, plan = search.search(conn, row, index_dir, q, int(top_k), namespace, comp, exact=exact,
-                                       resident=self.resident, no_delta=no_delta, delta_rows=delta)
-            details = self._match_details(conn, row, plan, hits, return_values, return_metadata, snap)
+            details = None
+            if snap is not None and comp is None and namespace is None and not exact \
+                    and (no_delta or (delta is not None and len(delta[0]) <= search.SMALL_EXACT)):
+                lean = _resident_query(conn, snap, self.store, name, row, q, int(top_k), None if no_delta else delta,
+                                       return_values, return_metadata)
+                if lean is not None:
+                    hits, details = lean
+            if details is None:
+                opener = (lambda: snap.opened(self.store, name, row)) if snap is not None else None
+                hits, plan = search.search(conn, row, index_dir, q, int(top_k), namespace, comp, exact=exact,
+                                           resident=self.resident, no_delta=no_delta, delta_rows=delta, opener=opener)
+                details = self._match_details(conn, row, plan, hits, return_values, return_metadata, snap)
             if details is None:
                 # a key of the HNSW file was deleted without being counted: search again, checking keys
                 hits, plan = search.search(conn, row, index_dir, q, int(top_k), namespace, comp, exact=exact,
@@ -301,17 +222,48 @@ class Reads:
                 if key not in details:
                     continue
                 vid, ns, md, *vec = details[key]
-                m: dict[str, Any] = {"id": vid, "score": search.score_of(row["metric"], dist)}
-                if return_values:
-                    m["values"] = _vec_list(vec[0])
+                meta = None
                 if return_metadata == "all":
-                    m["metadata"] = orjson.loads(md) if md else {}
+                    meta = orjson.loads(md) if md else {}
                 elif return_metadata == "indexed":
-                    m["metadata"] = indexed.get(key, {})
-                if ns is not None:
-                    m["namespace"] = ns
-                matches.append(m)
+                    meta = indexed.get(key, {})
+                matches.append(_match(vid, search.score_of(row["metric"], dist), vec[0] if return_values else None,
+                                      meta, ns))
             return {"count": len(matches), "matches": matches}
+
+    def _lean_query(self, name: str, vector: Any, k: int, values: bool) -> dict[str, Any] | None:
+        """An unfiltered query's answer without a transaction or a SQLite read, when this thread's
+        snapshot is current and an earlier query found the index fit for it (`Snapshot.lean`);
+        None otherwise (`query` then takes its general path, which also fills the snapshot in).
+        This is the per-query path of `vz serve` and the library (docs/server.md)."""
+        from vzcli import search
+        from vzcli.records import check_vector
+
+        conn = self.store.reader()
+        snap = snapshot(conn, make=False) if conn is not None else None
+        got = snap.lean.get(name) if snap is not None else None
+        if got is None:
+            return None
+        row, opened, held, held_ids = got
+        if not search.hnsw_pays(k, row["vector_count"]):
+            return None
+        q = check_vector(vector, row["dimensions"], "", code=QueryDimensionMismatch.code, what="query vector")
+        top = search.resident_top(opened, row, q, k, held)
+        if top is None:
+            return None
+        fv, cosine = opened.fv, row["metric"] == "cosine"
+        info = fv._info
+        matches = []
+        for d, _, p in top:
+            if p >= 0:
+                vid, ns = info[p]
+                vec = fv.row_bytes(p) if values else None
+            else:  # the held delta's row -p - 1
+                assert held is not None and held_ids is not None
+                vid, ns = held_ids[-p - 1]
+                vec = held[1][-p - 1].tobytes() if values else None
+            matches.append(_match(vid, -d if cosine else d, vec, None, ns))
+        return {"count": len(matches), "matches": matches}
 
     def _match_details(self, conn: sqlite3.Connection, row: dict[str, Any], plan: Any, hits: list[tuple[float, int]],
                        values: bool, metadata: str, snap: Snapshot | None) -> dict[int, tuple[Any, ...]] | None:
@@ -347,6 +299,37 @@ class Reads:
         return details
 
 
+def _resident_query(conn: sqlite3.Connection, snap: Snapshot, store: Store, name: str, row: dict[str, Any],
+                    q: Any, k: int, held: tuple[Any, Any] | None, values: bool,
+                    metadata: str) -> tuple[list[tuple[float, int]], dict[int, tuple[Any, ...]]] | None:
+    """(hits, details) of an unfiltered query in a resident process whose index's file holds no
+    deleted key (`search.resident_top`); None when that does not apply (then `search` answers).
+    Ids and namespaces of the file's keys come from memory; SQLite is asked only for the metadata
+    (`returnMetadata: "all"`) and for records newer than the file."""
+    from vzcli import search
+
+    if row["ann_file"] is None or row["ann_dead"] or not search.hnsw_pays(k, row["vector_count"]) \
+            or not snap.no_dead(row["id"]):
+        return None
+    opened = snap.opened(store, name, row)
+    top = search.resident_top(opened, row, q, k, held) if opened is not None else None
+    if top is None:
+        return None
+    snap.lean[name] = (row, opened, held, snap.delta_ids.get(row["id"]) if held is not None else None)
+    fv = opened.fv
+    hits = [(d, key) for d, key, _ in top]
+    asked = [key for _, key, p in top if p < 0 or metadata == "all"]
+    details = _details(conn, asked, values) if asked else {}
+    if len(details) < len(asked):
+        return None  # cannot happen within one snapshot; `search` then decides
+    info = fv._info
+    for _, key, p in top:
+        if p >= 0 and metadata != "all":
+            vid, ns = info[p]
+            details[key] = (vid, ns, None, fv.row_bytes(p)) if values else (vid, ns, None)
+    return hits, details
+
+
 def check_query_options(top_k: Any, return_values: bool, return_metadata: str) -> None:
     if return_metadata not in ("none", "indexed", "all"):
         raise UsageError(f'returnMetadata must be "none", "indexed" or "all", got {return_metadata!r}', code=40026)
@@ -359,6 +342,19 @@ def check_query_options(top_k: Any, return_values: bool, return_metadata: str) -
                 f"{top_k!r}; for a top K up to {limits.TOPK_MAX}, retry with returnValues=false and returnMetadata=indexed")
     elif top_k > limits.TOPK_MAX:
         raise TopKTooLarge(f"max top K is {limits.TOPK_MAX}, but got {top_k!r}")
+
+
+def _match(vid: str, score: float, vec: bytes | None, metadata: dict[str, Any] | None,
+           ns: str | None) -> dict[str, Any]:
+    """One match object, its keys in Cloudflare's order."""
+    m: dict[str, Any] = {"id": vid, "score": score}
+    if vec is not None:
+        m["values"] = _vec_list(vec)
+    if metadata is not None:
+        m["metadata"] = metadata
+    if ns is not None:
+        m["namespace"] = ns
+    return m
 
 
 def _vector_object(vid: str, ns: str | None, md: str | None, vec: bytes) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -72,16 +73,21 @@ def check_vector(values: Any, dims: int, vid: str, *, code: int = CODE_DIMENSION
         raise InvalidVector(prefix + f"values must be an array of numbers, got {_jtype(values)}", code=code)
     if len(values) != dims:
         raise InvalidVector(prefix + f"expected {dims} dimensions, and got {len(values)} dimensions", code=code)
+    # the usual case, numbers: one pass that takes nothing else (no string, null or nested array;
+    # faster than numpy's own conversion, which first discovers the list's type and shape), then one
+    # range check. Booleans pass as 0.0 and 1.0, so only a vector holding one of those needs the
+    # (slower) look at each value's type
+    try:
+        arr = np.frombuffer(array.array("d", values), dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        arr = None
+    if arr is not None and np.abs(arr).max() < _F32_ROUNDS_TO_INF:
+        if not (((arr == 0.0) | (arr == 1.0)).any() and bool in map(type, values)):
+            return arr.astype(np.float32)
     try:
         arr = np.array(values)
     except (TypeError, ValueError, OverflowError):
         arr = None
-    # the usual case, finite floats (numpy found no string, null or nested array): one range check.
-    # numpy turns booleans among floats into 0.0 and 1.0, so only a vector holding one of those
-    # needs the (slower) look at each value's type
-    if arr is not None and arr.dtype.kind == "f" and arr.ndim == 1 and np.abs(arr).max() < _F32_ROUNDS_TO_INF:
-        if not (((arr == 0.0) | (arr == 1.0)).any() and bool in map(type, values)):
-            return arr.astype(np.float32)
     if bool in map(type, values):
         raise InvalidVector(prefix + "values must be numbers, not booleans", code=code)
     if arr is None:

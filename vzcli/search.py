@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,24 +27,29 @@ SMALL_EXACT = 512  # up to this many rows, scoring them all exactly costs less t
 
 def distances(metric: str, q: np.ndarray, mat: np.ndarray) -> np.ndarray:
     """Lower is better for all metrics (cosine: -similarity), float64."""
-    q64 = q.astype(np.float64)
-    m64 = mat.astype(np.float64)
-    # einsum, not `m64 @ q64`: BLAS blocks the product by batch, so a vector's score changed in the
-    # last bit with the other rows scored beside it (an HNSW answer then differed from --exact).
-    # einsum reduces each row on its own, and is no slower.
+    q64 = np.ascontiguousarray(q, dtype=np.float64)
+    m64 = mat.astype(np.float64)  # a contiguous copy: BLAS takes every row whole
+    # np.vecdot, not `m64 @ q64`: BLAS blocks a matrix product by batch, so a vector's score changed
+    # in the last bit with the other rows scored beside it (an HNSW answer then differed from
+    # --exact). vecdot makes one dot product (BLAS ddot, never threaded at these lengths) per
+    # contiguous row, whatever rows are beside it (tests/test_search_plans.py checks it), and costs
+    # a third of einsum's per-row reduction.
     if metric == "cosine":
-        norms = np.sqrt(np.einsum("ij,ij->i", m64, m64)) * math.sqrt(q64.dot(q64))
-        dots = np.einsum("ij,j->i", m64, q64)
+        norms = np.sqrt(np.vecdot(m64, m64))
+        norms *= math.sqrt(q64.dot(q64))
+        sim = np.vecdot(m64, q64)
         if norms.all():
-            sim = dots / norms
+            sim /= norms
         else:  # a zero vector (or a zero query) has similarity 0 with everything
             with np.errstate(divide="ignore", invalid="ignore"):
-                sim = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 0.0)
-        return -np.minimum(np.maximum(sim, -1.0), 1.0)
+                sim = np.where(norms > 0, sim / np.where(norms > 0, norms, 1.0), 0.0)
+        np.maximum(sim, -1.0, out=sim)
+        np.minimum(sim, 1.0, out=sim)
+        return np.negative(sim, out=sim)
     if metric == "euclidean":
         diff = m64 - q64
-        return np.sqrt(np.einsum("ij,ij->i", diff, diff))
-    return -np.einsum("ij,j->i", m64, q64)
+        return np.sqrt(np.vecdot(diff, diff))
+    return -np.vecdot(m64, q64)
 
 
 def score_of(metric: str, dist: float) -> float:
@@ -251,18 +256,59 @@ def hnsw_pays(k: int, live: int) -> bool:
     return live > exact_cap(k, live)
 
 
+def open_for_query(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, *,
+                   resident: bool) -> ann.Opened | None:
+    """The index's published file, ready to search (made resident for a long-lived process);
+    None when it must not be used: the query then searches SQLite exactly."""
+    opened = ann.open_file(ann.file_path(index_dir, row["ann_file"]), row,
+                           walk=not resident and ann.walk_pays(row["ann_nodes"], row["expansion_search"]))
+    if opened is not None and resident and opened.fv is not None:
+        if not opened.fv.make_resident(conn, row):
+            return None  # the file changed since it was sealed: neither score from it nor search it
+        ann.in_memory(opened, row)
+    return opened
+
+
+def resident_top(opened: ann.Opened, row: dict[str, Any], q: np.ndarray, k: int,
+                 held: tuple[np.ndarray, np.ndarray] | None) -> list[tuple[float, int, int]] | None:
+    """`search` of an unfiltered query, cut to what a resident process needs when no key of the
+    file was deleted since it was built (the caller checks): the top-k (distance, key, position in
+    the file; -1 - i for row i of the `held` records newer than it), best first. The same candidates (2k from
+    usearch at the same count) scored by the same `distances` as `search`, without its planning,
+    liveness checks or key lookups per step: the per-query path of `vz serve` and the library.
+    None when the file cannot answer so (not resident, or a key it does not hold): use `search`."""
+    fv = opened.fv
+    if fv is None or not fv.resident or isinstance(opened.view, walk.Walker):
+        return None
+    count = max(k + 8, 2 * k)  # `search`'s count with every node alive
+    with opened.lock:
+        m = opened.view.search(q, count, threads=1)
+    keys = m.keys[: 2 * k].astype(np.int64)
+    pos = fv.lookup(keys)
+    if pos is None:
+        return None
+    mat = fv.mat32[pos] if fv.mat32 is not None else fv.mat[fv.slots[pos]]
+    if held is not None:
+        keys, mat = np.concatenate([keys, held[0]]), np.concatenate([mat, held[1]])
+        pos = np.concatenate([pos, -1 - np.arange(len(held[0]), dtype=pos.dtype)])
+    d = distances(row["metric"], q, mat)
+    return sorted(zip(d.tolist(), keys.tolist(), pos.tolist(), strict=True))[:k]
+
+
 def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np.ndarray, k: int,
            namespace: str | None, comp: Compiled | None, *, exact: bool = False,
            recheck: bool = False, resident: bool = False, no_delta: bool = False,
            delta_rows: tuple[np.ndarray, np.ndarray] | None = None,
+           opener: Callable[[], ann.Opened | None] | None = None,
            ) -> tuple[list[tuple[float, int]], Plan]:
     """Top-k (distance, key) pairs, best first, using the cheapest path that meets the recall goal.
 
     When `plan.trusted` is set, the keys were taken from the HNSW file without asking SQLite
     whether they are still live (no deletes since the file was built): a caller that then finds
     a key missing must search again with `recheck=True`. `no_delta`: the caller knows that no
-    record is newer than the file (see `reads.Snapshot`), so the delta's exact search is skipped;
-    `delta_rows`: the caller holds those records' (keys, vectors) (an unfiltered query only).
+    record is newer than the file (see `snapshot.Snapshot`), so the delta's exact search is skipped;
+    `delta_rows`: the caller holds those records' (keys, vectors) (an unfiltered query only);
+    `opener`: what gives the index's file (`open_for_query`, kept by a resident caller).
     """
     metric, dims, index_id = row["metric"], row["dimensions"], row["id"]
     if comp is not None and comp.never:
@@ -274,13 +320,8 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     opened = None
     # below the size where HNSW pays (the planner's own cap), exact is as cheap and never misses
     if not exact and row["ann_file"] is not None and (restricted or hnsw_pays(k, live)):
-        opened = ann.open_file(ann.file_path(index_dir, row["ann_file"]), row,
-                               walk=not resident and ann.walk_pays(row["ann_nodes"], row["expansion_search"]))
-        if opened is not None and resident and opened.fv is not None:
-            if not opened.fv.make_resident(conn, row):
-                opened = None  # the file changed since it was sealed: neither score from it nor search it
-            else:
-                ann.in_memory(opened, row)
+        opened = opener() if opener is not None else open_for_query(conn, row, index_dir, resident=resident)
+
     def exact_answer() -> tuple[list[tuple[float, int]], Plan]:
         where, params = _cond(index_id, namespace, comp, drive=True)
         return _exact(conn, metric, q, k, where, params, dims), Plan("exact")

@@ -456,6 +456,11 @@ class Store:
                 conn.execute("ROLLBACK")
             raise _translate(e, self, time.monotonic() - start) from None
 
+    def reader(self) -> sqlite3.Connection | None:
+        """This thread's connection, for a statement outside any transaction (`read` for more
+        than one); None for a missing store."""
+        return self._thread_conn()
+
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection | None]:
         """A consistent read snapshot (a deferred transaction), or None for a missing store."""

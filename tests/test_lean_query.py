@@ -1,0 +1,172 @@
+"""The resident query path: what `vz serve` and a library `LocalBackend` run for each query.
+
+Once a query has found an index fit for it (a resident file with no deleted key, and at most a
+few hundred records newer than it, held in memory), an unfiltered query runs without a
+transaction or a SQLite read (`Reads._lean_query`, `search.resident_top`): its answer must be
+exactly the general path's, and a commit by any connection must be seen by the next query.
+Indexes hold 600 vectors (above the size where the planner uses HNSW).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from vzcli import ann, search
+from vzcli.local import LocalBackend
+from vzcli.store import Store
+
+DIMS = 16
+N = 600
+
+
+def _lines(items: dict[str, np.ndarray], ns: str | None = None) -> io.BytesIO:
+    return io.BytesIO("".join(json.dumps({"id": k, "values": v.tolist(), **({"namespace": ns} if ns else {})}) + "\n"
+                              for k, v in items.items()).encode())
+
+
+def _model(n: int, seed: int, start: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {f"v{i}": rng.standard_normal(DIMS).astype(np.float32) for i in range(start, start + n)}
+
+
+def _built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, metric: str) -> tuple[Store, dict[str, np.ndarray]]:
+    monkeypatch.setenv("VZ_MERGE_THRESHOLD", "100")
+    ann._OPEN.clear()
+    st = Store(tmp_path / "store")
+    be = LocalBackend(st)
+    be.create_index("p", dimensions=DIMS, metric=metric)
+    model = _model(N, 7)
+    half = dict(list(model.items())[: N // 2])
+    be.insert("p", _lines(half))
+    be.insert("p", _lines({k: v for k, v in model.items() if k not in half}, ns="b"))
+    return st, model
+
+
+class Calls:
+    """Counts `search.search` (the general path) while installed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.n = 0
+        real = search.search
+
+        def counted(*a: Any, **kw: Any) -> Any:
+            self.n += 1
+            return real(*a, **kw)
+
+        monkeypatch.setattr(search, "search", counted)
+
+
+def _queries(model: dict[str, np.ndarray]) -> list[np.ndarray]:
+    rng = np.random.default_rng(11)
+    return [model[k] for k in ("v1", "v299", "v300", "v599")] + [rng.standard_normal(DIMS).astype(np.float32)
+                                                                 for _ in range(6)]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+def test_the_lean_path_answers_what_the_general_path_does(tmp_path, monkeypatch, metric) -> None:
+    st, model = _built(tmp_path, monkeypatch, metric)
+    lean, one_shot = LocalBackend(st, resident=True), LocalBackend(st, resident=False)
+    lean.query("p", vector=model["v5"].tolist(), top_k=3)  # the general path finds the index fit
+    calls = Calls(monkeypatch)
+    for q in _queries(model):
+        for kw in ({"top_k": 5}, {"top_k": 7, "return_values": True}, {"top_k": 1}):
+            before = calls.n
+            got = lean.query("p", vector=q.tolist(), **kw)  # type: ignore[arg-type]
+            assert calls.n == before  # the lean path answered
+            assert got == one_shot.query("p", vector=q.tolist(), **kw)  # type: ignore[arg-type]
+            assert got == lean.query("p", vector=q.tolist(), exact=True, **kw)  # type: ignore[arg-type]
+    # namespaces and values come back as SQLite has them
+    top = lean.query("p", vector=model["v450"].tolist(), top_k=1, return_values=True)["matches"][0]
+    assert top["id"] == "v450" and top["namespace"] == "b"
+    assert top["values"] == model["v450"].astype(np.float64).tolist()
+    assert list(top) == ["id", "score", "values", "namespace"]
+
+
+def test_a_warm_lean_query_asks_sqlite_one_pragma_and_nothing_else(tmp_path, monkeypatch) -> None:
+    st, model = _built(tmp_path, monkeypatch, "cosine")
+    be = LocalBackend(st, resident=True)
+    be.query("p", vector=model["v5"].tolist(), top_k=3)
+    conn = st.reader()
+    assert conn is not None
+    seen: list[str] = []
+    conn.set_trace_callback(seen.append)
+    try:
+        for q in _queries(model):
+            be.query("p", vector=q.tolist(), top_k=4)
+    finally:
+        conn.set_trace_callback(None)
+    assert seen == ["PRAGMA data_version"] * 10
+
+
+def test_commits_of_another_connection_are_seen_by_the_next_query(tmp_path, monkeypatch) -> None:
+    st, model = _built(tmp_path, monkeypatch, "cosine")
+    be = LocalBackend(st, resident=True)
+    other = LocalBackend(Store(st.path), resident=False)
+    q = model["v42"]
+    assert be.query("p", vector=q.tolist(), top_k=1)["matches"][0]["id"] == "v42"
+    assert be.query("p", vector=q.tolist(), top_k=1)["matches"][0]["id"] == "v42"  # lean now
+    other.delete_by_ids("p", ["v42"])  # a key of the file is now dead: the general path checks it
+    assert "v42" not in {m["id"] for m in be.query("p", vector=q.tolist(), top_k=5)["matches"]}
+    other.upsert("p", _lines({"near": q + np.float32(1e-3)}, ns="n"))  # a delta record, held in memory
+    for _ in range(2):
+        top = be.query("p", vector=q.tolist(), top_k=2, return_values=True)["matches"][0]
+        assert (top["id"], top["namespace"]) == ("near", "n")
+        assert top["values"] == (q + np.float32(1e-3)).astype(np.float64).tolist()
+    # this backend's own write changes no data_version, only total_changes: seen all the same
+    be.delete_by_ids("p", ["near"])
+    assert "near" not in {m["id"] for m in be.query("p", vector=q.tolist(), top_k=5)["matches"]}
+
+
+def test_held_delta_records_are_answered_from_memory_exactly(tmp_path, monkeypatch) -> None:
+    st, model = _built(tmp_path, monkeypatch, "euclidean")
+    be = LocalBackend(st, resident=True)
+    fresh = _model(40, 9, start=N)
+    be.insert("p", _lines(fresh, ns="new"))  # fewer than VZ_MERGE_THRESHOLD: stays a delta
+    row = st.reader().execute("SELECT ann_max_key FROM indexes WHERE name = 'p'").fetchone()
+    assert st.reader().execute("SELECT count(*) FROM vectors WHERE key > ?", row).fetchone()[0] == 40
+    be.query("p", vector=model["v5"].tolist(), top_k=3)
+    calls = Calls(monkeypatch)
+    for q in [fresh["v601"], fresh["v639"], *_queries(model)]:
+        before = calls.n
+        got = be.query("p", vector=q.tolist(), top_k=6, return_values=True)
+        assert calls.n == before  # the lean path answered
+        assert got == be.query("p", vector=q.tolist(), top_k=6, return_values=True, exact=True)
+    top = be.query("p", vector=fresh["v620"].tolist(), top_k=1)["matches"][0]
+    assert (top["id"], top["namespace"], top["score"]) == ("v620", "new", 0.0)
+
+
+def test_lookup_gives_positions_only_for_keys_the_file_answers_for(tmp_path, monkeypatch) -> None:
+    st, model = _built(tmp_path, monkeypatch, "cosine")
+    be = LocalBackend(st, resident=True)
+    be.query("p", vector=model["v5"].tolist(), top_k=3)
+    (opened,) = [o for o in ann._OPEN.values() if o.fv is not None and o.fv.path.parent == st.index_dir("p")]
+    fv = opened.fv
+    keys = np.asarray(fv.keys[[0, 7, len(fv.keys) - 1]], dtype=np.int64)
+    pos = fv.lookup(keys)
+    assert pos is not None and list(fv.keys[pos]) == list(keys)
+    for bad in (int(fv.keys[-1]) + 1, int(fv.keys[0]) - 1, -5, 2 ** 40):
+        assert fv.lookup(np.asarray([int(keys[0]), bad], dtype=np.int64)) is None
+    fv._usable = fv._usable.copy()
+    fv._usable[pos[1]] = False  # a key whose record is gone (no float32 copy, no id)
+    assert fv.lookup(keys) is None and fv.lookup(keys[[0, 2]]) is not None
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+def test_a_score_does_not_depend_on_the_rows_scored_beside_it(metric) -> None:
+    """HNSW answers rescore a few candidates, exact search scores thousands at once: a row's
+    score must be bit for bit the same either way (one BLAS dot product per row)."""
+    rng = np.random.default_rng(5)
+    for dims in (3, 16, 100, 768):
+        mat = (rng.standard_normal((257, dims)) * rng.uniform(0.01, 100, (257, 1))).astype(np.float32)
+        q = rng.standard_normal(dims).astype(np.float32)
+        whole = search.distances(metric, q, mat)
+        for lo, hi in ((0, 1), (5, 6), (3, 40), (100, 257), (1, 256)):
+            assert np.array_equal(search.distances(metric, q, mat[lo:hi]), whole[lo:hi])
+        picked = rng.permutation(257)[:20]
+        assert np.array_equal(search.distances(metric, q, mat[picked]), whole[picked])

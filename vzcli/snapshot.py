@@ -1,0 +1,137 @@
+"""What a resident reader (`vz serve`, a library `LocalBackend`) keeps between two commits.
+
+A `Snapshot` holds what queries need from the catalog that cannot change until the next commit,
+so that a query between two writes reads nothing from SQLite but `PRAGMA data_version`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from vzcli.catalog import index_row as _row
+from vzcli.catalog import meta_indexes as _meta_indexes
+from vzcli.store import Store
+
+
+class Snapshot:
+    """What a query needs from the catalog that cannot change until the next commit.
+
+    Keyed by the connection's `PRAGMA data_version` (bumped by other connections' commits; it
+    also pins the read snapshot) and its `total_changes` (bumped by its own): a resident
+    backend then skips the catalog row, the metadata indexes, the delta search and the dead-key
+    check on every query between two writes. One per thread and connection (queries run on
+    several threads in `vz serve`), so nothing here is shared.
+    """
+
+    __slots__ = ("conn", "stamp", "rows", "props", "delta_empty", "dead_free", "dirs", "deltas", "delta_ids", "files", "lean")
+
+    DELTA_CACHE_MAX = 20_000  # records newer than the file kept in memory per index (a merge is due at 2,000)
+
+    def __init__(self, conn: sqlite3.Connection, stamp: tuple[int, int]) -> None:
+        self.conn, self.stamp = conn, stamp
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.props: dict[int, dict[str, tuple[int, str]]] = {}
+        self.delta_empty: dict[int, bool] = {}
+        self.dead_free: dict[int, bool] = {}
+        self.dirs: dict[str, Path] = {}
+        self.deltas: dict[int, tuple[Any, Any] | None] = {}
+        self.delta_ids: dict[int, list[tuple[str, str | None]]] = {}  # (id, namespace) of `deltas`' rows
+        self.files: dict[str, Any] = {}
+        # index name -> (row, opened, held delta, its ids) when an unfiltered query needs nothing
+        # from SQLite: its file is resident and holds no deleted key, and the records newer than
+        # it are few and held here (`Reads._lean_query`)
+        self.lean: dict[str, tuple[dict[str, Any], Any, Any, list[tuple[str, str | None]] | None]] = {}
+
+    def row(self, name: str) -> dict[str, Any]:
+        r = self.rows.get(name)
+        if r is None:
+            r = self.rows[name] = _row(self.conn, name)
+        return r
+
+    def index_dir(self, store: Store, name: str) -> Path:
+        d = self.dirs.get(name)
+        if d is None:
+            d = self.dirs[name] = store.index_dir(name)
+        return d
+
+    def opened(self, store: Store, name: str, row: dict[str, Any]) -> Any:
+        """The index's file as `search.open_for_query` gives it (an `ann.Opened` or None), opened
+        once per snapshot: its identity is checked again after each commit this process sees,
+        not on every query (a published file is never written again; a replaced one stays
+        unused until then, and its mapping keeps the verified bytes). Ids and namespaces loaded."""
+        if name in self.files:
+            return self.files[name]
+        from vzcli import ann, search
+
+        opened = search.open_for_query(self.conn, row, self.index_dir(store, name), resident=True)
+        if opened is not None and opened.fv is not None and opened.fv.resident:
+            ann.file_info(opened.fv, self.conn)
+        self.files[name] = opened
+        return opened
+
+    def meta(self, index_id: int) -> dict[str, tuple[int, str]]:
+        p = self.props.get(index_id)
+        if p is None:
+            p = self.props[index_id] = _meta_indexes(self.conn, index_id)
+        return p
+
+    def no_delta(self, row: dict[str, Any]) -> bool:
+        """No record is newer than the index's ANN file (nothing to search exactly beside it)."""
+        v = self.delta_empty.get(row["id"])
+        if v is None:
+            v = self.delta_empty[row["id"]] = self.conn.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM vectors WHERE index_id = ? AND key > ?)",
+                (row["id"], row["ann_max_key"])).fetchone()[0] == 1
+        return v
+
+    def delta(self, row: dict[str, Any]) -> tuple[Any, Any] | None:
+        """(keys, float32 matrix) of the records newer than the index's ANN file, read once per
+        snapshot; None when there are more than DELTA_CACHE_MAX (then each query reads them)."""
+        if row["id"] in self.deltas:
+            return self.deltas[row["id"]]
+        import numpy as np
+
+        rows = self.conn.execute("SELECT key, id, namespace, vec FROM vectors WHERE index_id = ? AND key > ? "
+                                 "ORDER BY key LIMIT ?", (row["id"], row["ann_max_key"], self.DELTA_CACHE_MAX + 1)).fetchall()
+        got = None
+        if len(rows) <= self.DELTA_CACHE_MAX:
+            keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            mat = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.float32).reshape(len(rows), row["dimensions"])
+            got = (keys, mat)
+            self.delta_ids[row["id"]] = [(r[1], r[2]) for r in rows]
+        self.deltas[row["id"]] = got
+        return got
+
+    def no_dead(self, index_id: int) -> bool:
+        """No key of the index is listed dead (so no key of its file can be)."""
+        v = self.dead_free.get(index_id)
+        if v is None:
+            v = self.dead_free[index_id] = self.conn.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM dead_keys WHERE index_id = ?)", (index_id,)).fetchone()[0] == 1
+        return v
+
+
+_TLS = threading.local()
+
+
+def snapshot(conn: sqlite3.Connection, *, make: bool = True) -> Snapshot | None:
+    """This thread's `Snapshot` of `conn`, current as of now (call it first in a read transaction).
+
+    `make=False`: the current one if this thread has it, else None. Outside a transaction, the
+    pragma is a read transaction of its own, so a stamp equal to the snapshot's still proves that
+    nothing was committed since the snapshot was taken (`Reads._lean_query` relies on it)."""
+    stamp = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
+    snaps: dict[int, Snapshot] | None = getattr(_TLS, "snaps", None)
+    if snaps is None:
+        snaps = _TLS.snaps = {}
+    s = snaps.get(id(conn))
+    if s is None or s.conn is not conn or s.stamp != stamp:
+        if not make:
+            return None
+        if len(snaps) > 16:
+            snaps.clear()
+        s = snaps[id(conn)] = Snapshot(conn, stamp)
+    return s
