@@ -96,3 +96,38 @@ def test_a_rolled_back_write_leaves_no_file(be) -> None:
     row = _row(be.store)
     assert (row["ann_file"], row["vector_count"], row["top"]) == (None, 0, None)
     assert [p.name for p in be.store.index_dir("k").iterdir()] == ["merge.lock"]
+
+
+def test_the_builder_is_told_the_size_a_seekable_input_will_reach(be, monkeypatch, tmp_path) -> None:
+    """From how much of the input has been read, the builder expects the final size from its first
+    block, and adds every node at that size's ef_construction (as a rebuild does)."""
+    seen: list[tuple[int, int]] = []
+    real = annbuild.Builder.add
+
+    def spy(self: annbuild.Builder, keys: np.ndarray, vecs: np.ndarray, expect: int = 0) -> None:
+        seen.append((self.nodes + len(keys), expect))
+        real(self, keys, vecs, expect)
+
+    monkeypatch.setattr(annbuild.Builder, "add", spy)
+    n = 9000
+    path = tmp_path / "in.ndjson"
+    path.write_bytes(_ndjson([f"v{i:05d}" for i in range(n)], 1).getvalue())  # lines of one length
+    with path.open("rb") as f:
+        be.insert("k", f)
+    assert _row(be.store)["ann_nodes"] == n
+    assert seen and all(abs(expect - n) <= n // 100 for _, expect in seen), seen
+
+
+def test_a_piped_input_has_no_size_to_expect(be, monkeypatch) -> None:
+    import os
+
+    from vzcli.writes import _input_span
+
+    assert _input_span(io.BytesIO(b"abc")) == (0, 3)
+    buf = io.BytesIO(b"abcdef")
+    buf.read(2)
+    assert _input_span(buf) == (2, 6) and buf.tell() == 2
+    assert _input_span(io.BytesIO(b"")) is None
+    r, w = os.pipe()
+    with os.fdopen(r, "rb") as pipe, os.fdopen(w, "wb"):
+        assert _input_span(pipe) is None

@@ -153,7 +153,7 @@ def test_lookup_gives_positions_only_for_keys_the_file_answers_for(tmp_path, mon
     for bad in (int(fv.keys[-1]) + 1, int(fv.keys[0]) - 1, -5, 2 ** 40):
         assert fv.lookup(np.asarray([int(keys[0]), bad], dtype=np.int64)) is None
     fv._usable = fv._usable.copy()
-    fv._usable[pos[1]] = False  # a key whose record is gone (no float32 copy, no id)
+    fv._usable[pos[1]] = -1  # a key whose record is gone (no float32 copy, no id)
     assert fv.lookup(keys) is None and fv.lookup(keys[[0, 2]]) is not None
 
 

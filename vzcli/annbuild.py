@@ -12,7 +12,8 @@ that float16 can hold each block (`published.fits`) and gives up if not. If anyt
 the write itself is unaffected: the usual merge after the commit rebuilds from SQLite.
 
 Protocol on the child's stdin: one JSON line (the index row, the directory), then frames of
-`<q n>` + n u64 keys + n*dims f32 values; n = -1 followed by `<q seq>` means "committed: publish".
+`<q n><q expect>` + n u64 keys + n*dims f32 values (`expect`: the nodes the graph should reach,
+estimated from the input's size; 0 when unknown); `<q -1><q seq>` means "committed: publish".
 EOF without it means "rolled back": the child exits and writes nothing. On stdout: one JSON line.
 """
 
@@ -49,11 +50,12 @@ class Builder:
         assert self.proc.stdin is not None
         self.proc.stdin.write(orjson.dumps({"row": {k: row[k] for k in _ROW_KEYS}, "dir": str(d)}) + b"\n")
 
-    def add(self, keys: np.ndarray, vecs: np.ndarray) -> None:
+    def add(self, keys: np.ndarray, vecs: np.ndarray, expect: int = 0) -> None:
+        """Stream a block; `expect`: how many nodes the graph is expected to reach (0: unknown)."""
         if not len(keys):
             return
         assert self.proc.stdin is not None
-        self.proc.stdin.write(struct.pack("<q", len(keys)))
+        self.proc.stdin.write(struct.pack("<qq", len(keys), expect))
         self.proc.stdin.write(np.ascontiguousarray(keys, dtype="<u8").tobytes())
         self.proc.stdin.write(np.ascontiguousarray(vecs, dtype="<f4").tobytes())
         self.nodes += len(keys)
@@ -94,13 +96,13 @@ def _reader(f: BinaryIO, dims: int, q: queue.Queue[Any]) -> None:
     """Read frames into `q` (in a thread: blocked in read() it holds no GIL)."""
     try:
         while True:
-            (n,) = struct.unpack("<q", _read(f, 8))
+            n, arg = struct.unpack("<qq", _read(f, 16))
             if n < 0:
-                q.put(("commit", struct.unpack("<q", _read(f, 8))[0]))
+                q.put(("commit", arg))
                 return
             keys = np.frombuffer(_read(f, 8 * n), dtype="<u8")
             vecs = np.frombuffer(_read(f, 4 * n * dims), dtype="<f4").reshape(n, dims)
-            q.put(("add", (keys, vecs)))
+            q.put(("add", (keys, vecs, arg)))
     except (EOFError, OSError, ValueError):
         q.put(("abort", None))
 
@@ -120,11 +122,13 @@ def main() -> int:
         if kind == "add":
             if not published.fits(arg[1], row["dtype"]):
                 return 1  # float16 cannot hold these: the merge after the commit builds an f32 file
-            size = len(idx) + len(arg[0])
-            # the size reached so far: unlike a rebuild, the builder does not know the final one
-            idx.expansion_add = ann.ef_construction_for(size, row["expansion_add"])
+            keys, vecs, expect = arg
+            size = len(idx) + len(keys)
+            # the size the graph is expected to reach (from how much of the input file has been
+            # read), as a rebuild uses its final size; the size reached so far for a piped input
+            idx.expansion_add = ann.ef_construction_for(max(size, expect), row["expansion_add"])
             # a small graph is built with one thread, as in ann.maintain (a racy build can strand nodes)
-            idx.add(*arg, threads=1 if size < ann.SMALL_GRAPH else 0)
+            idx.add(keys, vecs, threads=1 if size < ann.SMALL_GRAPH else 0)
         elif kind == "abort":
             return 1
         else:

@@ -255,7 +255,7 @@ class FileVectors:
         self.have32: np.ndarray | None = None
         self._table: np.ndarray | None = None  # key - keys[0] -> position, once resident (`_index_keys`)
         self._base = 0  # keys[0], as a Python int (for `_table`)
-        self._usable: np.ndarray | None = None  # keys with an exact vector and an id (`lookup`)
+        self._usable: np.ndarray | None = None  # `keys`, -1 where no exact vector or id (`lookup`)
         self.head = head  # the seal's header; None for a file parsed without one (doctor)
         self.resident = False
         self.buffer: np.ndarray | None = None  # the whole file in memory, once resident
@@ -427,18 +427,16 @@ class FileVectors:
         id (`exact`, after `load_info`), else None: one check for the resident query path."""
         usable = self._usable
         if usable is None:
-            if self.known is None or not self.exact:
+            if self.known is None or not self.exact or not len(self.keys):
                 return None
-            usable = self.known if self.have32 is None else self.known & self.have32
-            self._usable = usable
+            ok = self.known if self.have32 is None else self.known & self.have32
+            usable = self._usable = np.where(ok, self.keys, -1)  # each usable key at its position
         t = self._table
         if t is not None:
             pos = t.take(keys - self._base, mode="clip")  # a key outside the table (or absent: -1) is
         else:  # caught below, as a position holding another key
             pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-        if not len(self.keys) or not ((self.keys[pos] == keys) & usable[pos]).all():
-            return None
-        return pos
+        return pos if (usable[pos] == keys).all() else None
 
     def row_bytes(self, p: int) -> bytes:
         """The float32 bytes of the vector at position `p` (an exact file: `exact`)."""

@@ -253,7 +253,15 @@ class Reads:
             return None
         fv, cosine = opened.fv, row["metric"] == "cosine"
         info = fv._info
-        matches = []
+        matches: list[dict[str, Any]] = []
+        if not values and top[-1][2] >= 0 and min(top, key=_pos)[2] >= 0:  # the usual case, inlined
+            for d, _, p in top:
+                vid, ns = info[p]
+                m = {"id": vid, "score": -d if cosine else d}
+                if ns is not None:
+                    m["namespace"] = ns
+                matches.append(m)
+            return {"count": len(matches), "matches": matches}
         for d, _, p in top:
             if p >= 0:
                 vid, ns = info[p]
@@ -342,6 +350,10 @@ def check_query_options(top_k: Any, return_values: bool, return_metadata: str) -
                 f"{top_k!r}; for a top K up to {limits.TOPK_MAX}, retry with returnValues=false and returnMetadata=indexed")
     elif top_k > limits.TOPK_MAX:
         raise TopKTooLarge(f"max top K is {limits.TOPK_MAX}, but got {top_k!r}")
+
+
+def _pos(hit: tuple[float, int, int]) -> int:
+    return hit[2]
 
 
 def _match(vid: str, score: float, vec: bytes | None, metadata: dict[str, Any] | None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import threading
@@ -100,7 +101,7 @@ class Writes:
         result = WriteResult(mutation_id="", count=0)
         if not self.store.exists():
             raise IndexNotFound(name)
-        bulk = _BulkBuild(self.store, name) if self.maintain else None
+        bulk = _BulkBuild(self.store, name, stream) if self.maintain else None
         try:
             with interrupt_guard() as guard, self.store.write() as conn:
                 row = _row(conn, name)
@@ -286,8 +287,9 @@ class _BulkBuild:
     """A bulk write into an index without an ANN file builds the file while it is written
     (`annbuild`), instead of reading everything back from SQLite after the commit."""
 
-    def __init__(self, store: Store, name: str) -> None:
+    def __init__(self, store: Store, name: str, stream: BinaryIO | None = None) -> None:
         self.store, self.name = store, name
+        self.stream, self.span = stream, _input_span(stream)
         self.builder: Any = None
         self.off = False  # not eligible, or could not start: the usual merge after the commit
         self.dead: list[int] = []
@@ -303,7 +305,7 @@ class _BulkBuild:
             if chunk:
                 try:
                     self.builder.add(np.arange(base, base + len(chunk), dtype=np.uint64),
-                                     np.stack([r.values for r in chunk]))
+                                     np.stack([r.values for r in chunk]), self.expected(rows))
                 except OSError:  # the builder died: the merge after the commit does its work
                     self.close()
             return
@@ -319,11 +321,26 @@ class _BulkBuild:
         try:
             self.builder = Builder({**row, "dtype": envconf.ann_dtype()}, self.store.index_dir(self.name))
             cur = conn.execute("SELECT key, vec FROM vectors WHERE index_id = ? ORDER BY key", (row["id"],))
+            expect = self.expected(rows)
             while batch := cur.fetchmany(ann.CHUNK):
                 self.builder.add(np.fromiter((k for k, _ in batch), dtype=np.uint64, count=len(batch)),
-                                 np.frombuffer(b"".join(v for _, v in batch), dtype=np.float32).reshape(len(batch), -1))
+                                 np.frombuffer(b"".join(v for _, v in batch), dtype=np.float32).reshape(len(batch), -1),
+                                 expect)
         except OSError:
             self.close()
+
+    def expected(self, rows: int) -> int:
+        """How many records the index will hold once the input is read (`rows` now): from the
+        share of a seekable input read so far, else `rows`. The builder adds every node at the
+        ef_construction of that size (`ann.ef_construction_for`), as a rebuild does."""
+        if self.span is None or self.stream is None:
+            return rows
+        start, end = self.span
+        try:
+            done = self.stream.tell() - start
+        except (OSError, ValueError):
+            return rows
+        return rows if done <= 0 else max(rows, int(rows * (end - start) / done))
 
     def finish(self, row: dict[str, Any], seq: int, result: WriteResult, guard: InterruptGuard) -> None:
         """After the commit: publish and install the file; on failure the merge that follows rebuilds."""
@@ -351,6 +368,19 @@ class _BulkBuild:
             self.builder.abort()
             self.builder = None
         self._locks.close()
+
+
+def _input_span(stream: BinaryIO | None) -> tuple[int, int] | None:
+    """(position, size) of a seekable input (a file, a buffer); None for a pipe or a terminal."""
+    try:
+        if stream is None or not stream.seekable():
+            return None
+        start = stream.tell()
+        end = stream.seek(0, os.SEEK_END)
+        stream.seek(start)
+    except (OSError, ValueError):
+        return None
+    return (start, end) if end > start else None
 
 
 def _index_values(props: dict[str, tuple[int, str]], rec: Any, key: int, out: list[tuple[int, Any, int]]) -> None:
