@@ -115,7 +115,8 @@ def test_the_builder_is_told_the_size_a_seekable_input_will_reach(be, monkeypatc
     with path.open("rb") as f:
         be.insert("k", f)
     assert _row(be.store)["ann_nodes"] == n
-    assert seen and all(abs(expect - n) <= n // 100 for _, expect in seen), seen
+    # within 5%: the reader is ahead of the records written by up to one batch (ndjson.BATCH)
+    assert seen and all(abs(expect - n) <= n // 20 for _, expect in seen), seen
 
 
 def test_a_piped_input_has_no_size_to_expect(be, monkeypatch) -> None:

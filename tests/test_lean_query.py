@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from vzcli import ann, search
+from vzcli import ann, search, snapshot, wal_index
 from vzcli.local import LocalBackend
 from vzcli.store import Store
 
@@ -88,7 +90,9 @@ def test_the_lean_path_answers_what_the_general_path_does(tmp_path, monkeypatch,
     assert list(top) == ["id", "score", "values", "namespace"]
 
 
-def test_a_warm_lean_query_asks_sqlite_one_pragma_and_nothing_else(tmp_path, monkeypatch) -> None:
+def test_a_warm_lean_query_asks_sqlite_nothing_but_a_pragma_now_and_then(tmp_path, monkeypatch) -> None:
+    """Commits are seen in the catalog's wal-index header; the pragma confirms it every RECHECK
+    queries. Without a header to read (a read-only connection), every query asks the pragma."""
     st, model = _built(tmp_path, monkeypatch, "cosine")
     be = LocalBackend(st, resident=True)
     be.query("p", vector=model["v5"].tolist(), top_k=3)
@@ -96,12 +100,62 @@ def test_a_warm_lean_query_asks_sqlite_one_pragma_and_nothing_else(tmp_path, mon
     assert conn is not None
     seen: list[str] = []
     conn.set_trace_callback(seen.append)
+    queries = _queries(model) * 7  # 70
     try:
-        for q in _queries(model):
+        for q in queries:
+            be.query("p", vector=q.tolist(), top_k=4)
+        st.wal_index.refuse(conn)
+        for q in queries[:5]:
             be.query("p", vector=q.tolist(), top_k=4)
     finally:
         conn.set_trace_callback(None)
-    assert seen == ["PRAGMA data_version"] * 10
+    assert seen == ["PRAGMA data_version"] * (len(queries) // (snapshot.RECHECK + 1) + 5)
+
+
+def test_a_header_that_misses_a_commit_is_caught_and_never_read_again(tmp_path, monkeypatch) -> None:
+    st, model = _built(tmp_path, monkeypatch, "cosine")
+    be = LocalBackend(st, resident=True)
+    q = model["v42"].tolist()
+    be.query("p", vector=q, top_k=1)
+    conn = st.reader()
+    frozen = st.wal_index.header(conn)
+    assert frozen is not None and len(frozen) == wal_index.HEADER
+    monkeypatch.setattr(st.wal_index, "header", lambda c: frozen)  # as if the mapping were stale
+    be.query("p", vector=q, top_k=1)
+    LocalBackend(Store(st.path), resident=False).delete_by_ids("p", ["v42"])
+    answers = [be.query("p", vector=q, top_k=1)["matches"][0]["id"] for _ in range(snapshot.RECHECK + 1)]
+    assert answers[-1] != "v42"  # the pragma's check found the commit the header did not show
+    monkeypatch.undo()
+    assert st.wal_index.header(conn) is None  # refused from then on: every query asks the pragma
+    assert be.query("p", vector=q, top_k=1)["matches"][0]["id"] != "v42"
+
+
+def test_a_commit_by_another_process_is_seen_by_the_next_query(tmp_path, monkeypatch) -> None:
+    st, model = _built(tmp_path, monkeypatch, "cosine")
+    be = LocalBackend(st, resident=True)
+    q = model["v7"]
+    for _ in range(3):
+        assert be.query("p", vector=q.tolist(), top_k=1)["matches"][0]["id"] == "v7"
+    assert st.wal_index.header(st.reader()) is not None
+    line = json.dumps({"id": "twin", "values": q.tolist()})
+    code = ("import io, sys; from vzcli.local import LocalBackend; from vzcli.store import Store; "
+            f"LocalBackend(Store(sys.argv[1])).upsert('p', io.BytesIO({line!r}.encode()))")
+    subprocess.run([sys.executable, "-c", code, str(st.path)], check=True, timeout=120)
+    got = be.query("p", vector=q.tolist(), top_k=2)["matches"]
+    assert {m["id"] for m in got} == {"v7", "twin"}
+
+
+def test_read_only_connections_never_read_the_header(tmp_path, monkeypatch) -> None:
+    st, _ = _built(tmp_path, monkeypatch, "cosine")
+    ro = Store(st.path)
+    conn = ro._connect_read_only()  # what a store in a directory one cannot write to gets (mode=ro)
+    try:
+        assert conn.execute("SELECT count(*) FROM vectors").fetchone()[0] == N
+        assert ro.wal_index.header(conn) is None
+        plain = st.reader()
+        assert plain is not None and st.wal_index.header(plain) is not None
+    finally:
+        conn.close()
 
 
 def test_commits_of_another_connection_are_seen_by_the_next_query(tmp_path, monkeypatch) -> None:

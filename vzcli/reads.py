@@ -158,7 +158,7 @@ class Reads:
             if conn is None:
                 _row(conn, name)  # raises IndexNotFound
             assert conn is not None
-            snap = snapshot(conn) if self.resident else None
+            snap = snapshot(conn, self.store) if self.resident else None
             assert snap is not None or not self.resident
             row = snap.row(name) if snap is not None else _row(conn, name)
             if vector_id is not None:
@@ -240,7 +240,7 @@ class Reads:
         from vzcli.records import check_vector
 
         conn = self.store.reader()
-        snap = snapshot(conn, make=False) if conn is not None else None
+        snap = snapshot(conn, self.store, make=False) if conn is not None else None
         got = snap.lean.get(name) if snap is not None else None
         if got is None:
             return None

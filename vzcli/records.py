@@ -150,8 +150,12 @@ def _check_meta_object(obj: dict[str, Any], path: str, depth: int = 0) -> None:
                             f"object, got {_jtype(v)}", code=CODE_METADATA)
 
 
-def parse_record(obj: Any, dims: int) -> Record:
-    """Validate one decoded NDJSON object (raises InvalidVector / Unparsable)."""
+def parse_record(obj: Any, dims: int, *, batched: bool = False) -> Record:
+    """Validate one decoded NDJSON object (raises InvalidVector / Unparsable).
+
+    `batched`: leave the values as float64 numbers, checked for everything but their range and
+    booleans, which `settle_values` checks for many records at once (it costs one numpy call a
+    check either way: per batch instead of per record)."""
     if not isinstance(obj, dict):
         raise Unparsable(f"expected a JSON object with \"id\" and \"values\", got {_jtype(obj)}")
     if "id" not in obj:
@@ -159,10 +163,45 @@ def parse_record(obj: Any, dims: int) -> Record:
     vid = check_id(obj["id"])
     if "values" not in obj:
         raise InvalidVector(f'invalid vector for id="{vid}", missing "values"', code=CODE_DIMENSIONS)
-    values = check_vector(obj["values"], dims, vid)
+    values = _numbers(obj["values"], dims, vid) if batched else check_vector(obj["values"], dims, vid)
     ns = check_namespace(obj.get("namespace"))
     md, md_json = check_metadata(obj.get("metadata"))
     return Record(vid, values, ns, md, md_json)
+
+
+def _numbers(values: Any, dims: int, vid: str) -> np.ndarray:
+    """`values` as float64 if it is a list of `dims` numbers, else `check_vector`'s error."""
+    if isinstance(values, list) and len(values) == dims:
+        try:
+            return np.frombuffer(array.array("d", values), dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    return check_vector(values, dims, vid).astype(np.float64)  # raises (it cannot pass here)
+
+
+def settle_values(records: list[Record], raw: list[list[Any]], dims: int) -> list[InvalidVector | None]:
+    """Finish `parse_record(..., batched=True)` for `records` (their `raw` values lists): each
+    record's values become float32, or its entry in the result is the error `check_vector`
+    gives it (None for the good ones)."""
+    if not records:
+        return []
+    mat = np.stack([r.values for r in records])
+    with np.errstate(invalid="ignore", over="ignore"):
+        ok = np.abs(mat).max(axis=1) < _F32_ROUNDS_TO_INF  # False for NaN too
+        zero_one = ((mat == 0.0) | (mat == 1.0)).any(axis=1)  # where booleans could hide
+        f32 = mat.astype(np.float32)
+    out: list[InvalidVector | None] = []
+    for i, rec in enumerate(records):
+        if ok[i] and not (zero_one[i] and bool in map(type, raw[i])):
+            rec.values = f32[i]
+            out.append(None)
+            continue
+        try:
+            rec.values = check_vector(raw[i], dims, rec.id)
+            out.append(None)
+        except InvalidVector as e:
+            out.append(e)
+    return out
 
 
 def _jtype(v: Any) -> str:

@@ -26,7 +26,8 @@ class Snapshot:
     several threads in `vz serve`), so nothing here is shared.
     """
 
-    __slots__ = ("conn", "stamp", "rows", "props", "delta_empty", "dead_free", "dirs", "deltas", "delta_ids", "files", "lean")
+    __slots__ = ("conn", "stamp", "rows", "props", "delta_empty", "dead_free", "dirs", "deltas", "delta_ids", "files", "lean",
+                 "wal", "unchecked")
 
     DELTA_CACHE_MAX = 20_000  # records newer than the file kept in memory per index (a merge is due at 2,000)
 
@@ -40,6 +41,8 @@ class Snapshot:
         self.deltas: dict[int, tuple[Any, Any] | None] = {}
         self.delta_ids: dict[int, list[tuple[str, str | None]]] = {}  # (id, namespace) of `deltas`' rows
         self.files: dict[str, Any] = {}
+        self.wal: bytes | None = None  # the wal-index header when last proved current (`snapshot`)
+        self.unchecked = 0  # snapshots returned on the header's word since the pragma last looked
         # index name -> (row, opened, held delta, its ids) when an unfiltered query needs nothing
         # from SQLite: its file is resident and holds no deleted key, and the records newer than
         # it are few and held here (`Reads._lean_query`)
@@ -117,21 +120,34 @@ class Snapshot:
 _TLS = threading.local()
 
 
-def snapshot(conn: sqlite3.Connection, *, make: bool = True) -> Snapshot | None:
+RECHECK = 32  # lean queries between two checks of the wal-index header against the pragma
+
+
+def snapshot(conn: sqlite3.Connection, store: Store | None = None, *, make: bool = True) -> Snapshot | None:
     """This thread's `Snapshot` of `conn`, current as of now (call it first in a read transaction).
 
-    `make=False`: the current one if this thread has it, else None. Outside a transaction, the
-    pragma is a read transaction of its own, so a stamp equal to the snapshot's still proves that
-    nothing was committed since the snapshot was taken (`Reads._lean_query` relies on it)."""
-    stamp = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
+    `make=False`: the current one if this thread has it, else None. Outside a transaction the
+    check is a read transaction of its own, or, with `store`, a look at the catalog's wal-index
+    header (`wal_index`): either way a snapshot returned is one nothing was committed after
+    (`Reads._lean_query` relies on it)."""
     snaps: dict[int, Snapshot] | None = getattr(_TLS, "snaps", None)
     if snaps is None:
         snaps = _TLS.snaps = {}
     s = snaps.get(id(conn))
+    wal = store.wal_index.header(conn) if store is not None else None  # before the pragma: never newer
+    if s is not None and s.conn is conn and not make and wal is not None and wal == s.wal \
+            and s.stamp[1] == conn.total_changes and s.unchecked < RECHECK:
+        s.unchecked += 1
+        return s
+    stamp = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
     if s is None or s.conn is not conn or s.stamp != stamp:
+        if s is not None and s.conn is conn and s.stamp[1] == stamp[1] and wal is not None and store is not None \
+                and store.wal_index.header(conn) == s.wal:
+            store.wal_index.refuse(conn)  # another connection committed, and the header did not show it
         if not make:
             return None
         if len(snaps) > 16:
             snaps.clear()
         s = snaps[id(conn)] = Snapshot(conn, stamp)
+    s.wal, s.unchecked = wal, 0
     return s

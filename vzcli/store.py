@@ -26,6 +26,7 @@ from typing import Any
 
 from vzcli import envconf
 from vzcli.errors import CorruptCatalog, ForeignCatalog, LockTimeout, MissingCatalog, StoreError
+from vzcli.wal_index import WalIndex
 
 CATALOG = "catalog.sqlite3"
 
@@ -177,6 +178,7 @@ class Store:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self.wal_index = WalIndex(self.path / (CATALOG + "-shm"))  # commits seen without a syscall
 
     # --- paths ---
     @property
@@ -354,6 +356,7 @@ class Store:
         try:
             conn = self._connect(base + "?mode=ro", uri=True)
             conn.execute("PRAGMA user_version").fetchone()
+            self.wal_index.refuse(conn)
             return conn
         except sqlite3.OperationalError:
             wal = self.catalog_path.with_name(CATALOG + "-wal")
@@ -361,7 +364,9 @@ class Store:
                 raise StoreError(f"The store {self.path} is read-only and its write-ahead log "
                                  f"({wal.name}) holds changes not yet folded into the catalog; run any vz "
                                  "command on it once with write access") from None
-            return self._connect(base + "?immutable=1", uri=True)
+            conn = self._connect(base + "?immutable=1", uri=True)
+            self.wal_index.refuse(conn)
+            return conn
 
     def _prepare_write(self, conn: sqlite3.Connection) -> None:
         """Before the first write: under the write lock, check the catalog is vz's (the authoritative
@@ -390,6 +395,7 @@ class Store:
         self._writable = True
 
     def close(self) -> None:
+        self.wal_index.forget()
         with self._readers_lock:
             readers, self._readers = self._readers, []
             self._local = threading.local()
