@@ -98,9 +98,8 @@ def test_a_rolled_back_write_leaves_no_file(be) -> None:
     assert [p.name for p in be.store.index_dir("k").iterdir()] == ["merge.lock"]
 
 
-def test_the_builder_is_told_the_size_a_seekable_input_will_reach(be, monkeypatch, tmp_path) -> None:
-    """From how much of the input has been read, the builder expects the final size from its first
-    block, and adds every node at that size's ef_construction (as a rebuild does)."""
+def _spy_expect(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """(nodes after, expected nodes) of each block sent to the builder."""
     seen: list[tuple[int, int]] = []
     real = annbuild.Builder.add
 
@@ -109,6 +108,13 @@ def test_the_builder_is_told_the_size_a_seekable_input_will_reach(be, monkeypatc
         real(self, keys, vecs, expect)
 
     monkeypatch.setattr(annbuild.Builder, "add", spy)
+    return seen
+
+
+def test_the_builder_is_told_the_size_a_seekable_input_will_reach(be, monkeypatch, tmp_path) -> None:
+    """From how much of the input has been read, the builder expects the final size from its first
+    block, and adds every node at that size's ef_construction (as a rebuild does)."""
+    seen = _spy_expect(monkeypatch)
     n = 9000
     path = tmp_path / "in.ndjson"
     path.write_bytes(_ndjson([f"v{i:05d}" for i in range(n)], 1).getvalue())  # lines of one length
@@ -132,3 +138,16 @@ def test_a_piped_input_has_no_size_to_expect(be, monkeypatch) -> None:
     r, w = os.pipe()
     with os.fdopen(r, "rb") as pipe, os.fdopen(w, "wb"):
         assert _input_span(pipe) is None
+
+
+def test_vz_insert_file_tells_the_builder_the_size_to_expect(vz, monkeypatch, tmp_path) -> None:
+    """The CLI's progress-counting reader stays seekable for a file (a pipe is not:
+    `test_a_piped_input_has_no_size_to_expect`)."""
+    seen = _spy_expect(monkeypatch)
+    n = 6000
+    data = _ndjson([f"v{i:05d}" for i in range(n)], 2).getvalue()
+    path = tmp_path / "in.ndjson"
+    path.write_bytes(data)
+    assert vz("create", "f", "--dimensions", DIMS, "--metric", "cosine").exit_code == 0
+    assert vz("insert", "f", "--file", path).exit_code == 0
+    assert seen and all(abs(expect - n) <= n // 20 for _, expect in seen), seen

@@ -41,6 +41,17 @@ class _Counting(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    # seekable when the file is: the write estimates the records to come from the input's size
+    # (`writes._BulkBuild.expected`); seeking reads nothing, so the count stays right
+    def seekable(self) -> bool:
+        return self.raw.seekable()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
     def readinto(self, b: Any) -> int:
         data = self.raw.read(len(b))
         n = len(data)
