@@ -79,11 +79,14 @@ def merge_threshold() -> int:
 
 
 def _new_index(row: dict[str, Any]) -> Any:
+    """An empty usearch index for a fresh build (a rebuild, a bulk insert's builder). It keeps no
+    key -> slot hash table: a build only adds new keys, and the file it saves is the same; the
+    merges that remove keys restore the file with the table."""
     from usearch.index import Index
 
     return Index(ndim=row["dimensions"], metric=USEARCH_METRIC[row["metric"]], dtype=row["dtype"],
                  connectivity=row["connectivity"], expansion_add=row["expansion_add"],
-                 expansion_search=row["expansion_search"])
+                 expansion_search=row["expansion_search"], enable_key_lookups=False)
 
 
 @dataclass(slots=True)
