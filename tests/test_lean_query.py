@@ -77,7 +77,7 @@ def test_the_lean_path_answers_what_the_general_path_does(tmp_path, monkeypatch,
     lean.query("p", vector=model["v5"].tolist(), top_k=3)  # the general path finds the index fit
     calls = Calls(monkeypatch)
     for q in _queries(model):
-        for kw in ({"top_k": 5}, {"top_k": 7, "return_values": True}, {"top_k": 1}):
+        for kw in ({"top_k": 5}, {"top_k": 7, "return_values": True}, {"top_k": 1, "filter": {}}):
             before = calls.n
             got = lean.query("p", vector=q.tolist(), **kw)  # type: ignore[arg-type]
             assert calls.n == before  # the lean path answered

@@ -137,7 +137,7 @@ class Reads:
         check_query_options(top_k, return_values, return_metadata)
         if (vector is None) == (vector_id is None):
             raise UsageError("Either vector or vector-id parameter must be provided, but not both.")
-        if self.resident and vector is not None and filter is None and namespace is None and not exact \
+        if self.resident and vector is not None and (filter is None or filter == {}) and namespace is None and not exact \
                 and return_metadata == "none":
             answer = self._lean_query(name, vector, int(top_k), return_values)
             if answer is not None:
