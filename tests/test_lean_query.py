@@ -28,7 +28,9 @@ N = 600
 
 
 def _lines(items: dict[str, np.ndarray], ns: str | None = None) -> io.BytesIO:
-    return io.BytesIO("".join(json.dumps({"id": k, "values": v.tolist(), **({"namespace": ns} if ns else {})}) + "\n"
+    return io.BytesIO("".join(json.dumps({"id": k, "values": v.tolist(), **({"namespace": ns} if ns else {}),
+                                          **({"metadata": {"n": int(k[1:]), "tag": k}} if k[1:].isdigit() and
+                                             int(k[1:]) % 3 else {})}) + "\n"
                               for k, v in items.items()).encode())
 
 
@@ -77,7 +79,8 @@ def test_the_lean_path_answers_what_the_general_path_does(tmp_path, monkeypatch,
     lean.query("p", vector=model["v5"].tolist(), top_k=3)  # the general path finds the index fit
     calls = Calls(monkeypatch)
     for q in _queries(model):
-        for kw in ({"top_k": 5}, {"top_k": 7, "return_values": True}, {"top_k": 1, "filter": {}}):
+        for kw in ({"top_k": 5}, {"top_k": 7, "return_values": True}, {"top_k": 1, "filter": {}},
+                   {"top_k": 6, "return_metadata": "all", "return_values": True}):
             before = calls.n
             got = lean.query("p", vector=q.tolist(), **kw)  # type: ignore[arg-type]
             assert calls.n == before  # the lean path answered
@@ -88,6 +91,11 @@ def test_the_lean_path_answers_what_the_general_path_does(tmp_path, monkeypatch,
     assert top["id"] == "v450" and top["namespace"] == "b"
     assert top["values"] == model["v450"].astype(np.float64).tolist()
     assert list(top) == ["id", "score", "values", "namespace"]
+    top = lean.query("p", vector=model["v451"].tolist(), top_k=1, return_values=True, return_metadata="all")
+    assert top["matches"][0]["metadata"] == {"n": 451, "tag": "v451"}
+    assert list(top["matches"][0]) == ["id", "score", "values", "metadata", "namespace"]
+    assert lean.query("p", vector=model["v450"].tolist(), top_k=1, return_metadata="all")["matches"][0][
+        "metadata"] == {}
 
 
 def test_a_warm_lean_query_asks_sqlite_nothing_but_a_pragma_now_and_then(tmp_path, monkeypatch) -> None:
@@ -224,3 +232,17 @@ def test_a_score_does_not_depend_on_the_rows_scored_beside_it(metric) -> None:
             assert np.array_equal(search.distances(metric, q, mat[lo:hi]), whole[lo:hi])
         picked = rng.permutation(257)[:20]
         assert np.array_equal(search.distances(metric, q, mat[picked]), whole[picked])
+
+
+def test_metadata_of_a_key_deleted_after_the_check_sends_the_query_down_the_general_path(tmp_path,
+                                                                                        monkeypatch) -> None:
+    st, model = _built(tmp_path, monkeypatch, "cosine")
+    be = LocalBackend(st, resident=True)
+    q = model["v43"].tolist()
+    assert be.query("p", vector=q, top_k=1, return_metadata="all")["matches"][0]["metadata"] == {"n": 43, "tag": "v43"}
+    frozen = st.wal_index.header(st.reader())
+    monkeypatch.setattr(st.wal_index, "header", lambda c: frozen)  # the snapshot looks current ...
+    LocalBackend(Store(st.path), resident=False).delete_by_ids("p", ["v43"])  # ... but v43 is gone
+    calls = Calls(monkeypatch)
+    got = be.query("p", vector=q, top_k=2, return_metadata="all")["matches"]
+    assert calls.n == 1 and "v43" not in {m["id"] for m in got}

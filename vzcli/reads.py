@@ -138,8 +138,8 @@ class Reads:
         if (vector is None) == (vector_id is None):
             raise UsageError("Either vector or vector-id parameter must be provided, but not both.")
         if self.resident and vector is not None and (filter is None or filter == {}) and namespace is None and not exact \
-                and return_metadata == "none":
-            answer = self._lean_query(name, vector, int(top_k), return_values)
+                and return_metadata != "indexed":
+            answer = self._lean_query(name, vector, int(top_k), return_values, return_metadata == "all")
             if answer is not None:
                 return answer
         import numpy as np
@@ -231,11 +231,15 @@ class Reads:
                                       meta, ns))
             return {"count": len(matches), "matches": matches}
 
-    def _lean_query(self, name: str, vector: Any, k: int, values: bool) -> dict[str, Any] | None:
+    def _lean_query(self, name: str, vector: Any, k: int, values: bool, metadata: bool) -> dict[str, Any] | None:
         """An unfiltered query's answer without a transaction or a SQLite read, when this thread's
         snapshot is current and an earlier query found the index fit for it (`Snapshot.lean`);
         None otherwise (`query` then takes its general path, which also fills the snapshot in).
-        This is the per-query path of `vz serve` and the library (docs/server.md)."""
+        This is the per-query path of `vz serve` and the library (docs/server.md).
+
+        `metadata` (returnMetadata "all") is read from SQLite by key, in one statement: a key's
+        metadata never changes (an upsert that changes a record gives it a new key), so any row
+        found is the snapshot's; a key not found was deleted since, and the general path answers."""
         from vzcli import search
         from vzcli.records import check_vector
 
@@ -254,7 +258,14 @@ class Reads:
         fv, cosine = opened.fv, row["metric"] == "cosine"
         info = fv._info
         matches: list[dict[str, Any]] = []
-        if not values and top[-1][2] >= 0 and min(top, key=_pos)[2] >= 0:  # the usual case, inlined
+        meta: dict[int, Any] = {}
+        if metadata:
+            assert conn is not None
+            meta = dict(conn.execute("SELECT key, metadata FROM vectors WHERE key IN (SELECT value FROM json_each(?))",
+                                     (json_keys([key for _, key, _ in top]),)))
+            if len(meta) < len(top):
+                return None
+        elif not values and (held is None or min(top, key=_pos)[2] >= 0):  # the usual case, inlined
             for d, _, p in top:
                 vid, ns = info[p]
                 m = {"id": vid, "score": -d if cosine else d}
@@ -262,7 +273,7 @@ class Reads:
                     m["namespace"] = ns
                 matches.append(m)
             return {"count": len(matches), "matches": matches}
-        for d, _, p in top:
+        for d, key, p in top:
             if p >= 0:
                 vid, ns = info[p]
                 vec = fv.row_bytes(p) if values else None
@@ -270,7 +281,8 @@ class Reads:
                 assert held is not None and held_ids is not None
                 vid, ns = held_ids[-p - 1]
                 vec = held[1][-p - 1].tobytes() if values else None
-            matches.append(_match(vid, -d if cosine else d, vec, None, ns))
+            md = (orjson.loads(meta[key]) if meta[key] else {}) if metadata else None
+            matches.append(_match(vid, -d if cosine else d, vec, md, ns))
         return {"count": len(matches), "matches": matches}
 
     def _match_details(self, conn: sqlite3.Connection, row: dict[str, Any], plan: Any, hits: list[tuple[float, int]],
