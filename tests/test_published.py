@@ -422,3 +422,14 @@ def test_a_fifo_swapped_in_before_the_resident_copy_is_read_is_refused(built) ->
     path.unlink()
     os.mkfifo(path)
     assert _answers_in_time(opened.fv.make_resident) is False
+
+
+def test_keys_are_gathered_in_blocks_with_the_same_result(built, monkeypatch) -> None:
+    st, _ = built
+    path = _file(st)
+    layout = usearch_file.layout_of(usearch_file.header(path))
+    whole = usearch_file.parse(path, layout)
+    monkeypatch.setattr(usearch_file, "_GATHER", 7)  # 600 nodes: 86 blocks, the last one short
+    blocks = usearch_file.parse(path, layout)
+    assert whole is not None and blocks is not None and len(whole.slot_keys) == N
+    assert np.array_equal(whole.slot_keys, blocks.slot_keys) and np.array_equal(whole.offsets, blocks.offsets)

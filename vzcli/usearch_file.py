@@ -98,6 +98,9 @@ def matches(meta: dict[str, Any], dims: int, metric_kind: str, dtype: str) -> bo
         _kind(meta, "kind_scalar") == dtype.upper()
 
 
+_GATHER = 1 << 16  # nodes whose keys `parse` gathers at once
+
+
 @dataclass(slots=True)
 class Parsed:
     """What the layout says about one file: its exact size, and its matrix and slot keys."""
@@ -144,7 +147,11 @@ def parse(path: Path, layout: Layout, *, keys: bool = True) -> Parsed | None:
             if keys and n:
                 starts = nodes_at + np.concatenate(([0], np.cumsum(sizes[:-1])))
                 buf = np.frombuffer(mm, dtype=np.uint8)
-                slot_keys = buf[starts[:, None] + np.arange(8)].view("<i8").reshape(-1).copy()
+                slot_keys = np.empty(n, dtype=np.int64)
+                byte = np.arange(8)
+                for lo in range(0, n, _GATHER):  # in blocks: a gather's index array is 64 bytes a node
+                    at = starts[lo:lo + _GATHER]
+                    slot_keys[lo:lo + len(at)] = buf[at[:, None] + byte].view("<i8").reshape(-1)
                 del buf
     if not keys:
         return Parsed(rows, bpv, layout.matrix_offset, size, slot_keys)
