@@ -232,6 +232,9 @@ def test_a_score_does_not_depend_on_the_rows_scored_beside_it(metric) -> None:
             assert np.array_equal(search.distances(metric, q, mat[lo:hi]), whole[lo:hi])
         picked = rng.permutation(257)[:20]
         assert np.array_equal(search.distances(metric, q, mat[picked]), whole[picked])
+        if metric == "cosine":  # with the norms a resident file computes once (`FileVectors.norms`)
+            ahead = search.row_norms(mat.astype(np.float64))
+            assert np.array_equal(search.distances(metric, q, mat[picked], ahead[picked]), whole[picked])
 
 
 def test_metadata_of_a_key_deleted_after_the_check_sends_the_query_down_the_general_path(tmp_path,

@@ -25,8 +25,9 @@ SHORTLIST_MAX = 4096  # rows an exhaustive search carries between chunks before 
 SMALL_EXACT = 512  # up to this many rows, scoring them all exactly costs less than shortlisting first
 
 
-def distances(metric: str, q: np.ndarray, mat: np.ndarray) -> np.ndarray:
-    """Lower is better for all metrics (cosine: -similarity), float64."""
+def distances(metric: str, q: np.ndarray, mat: np.ndarray, norms: np.ndarray | None = None) -> np.ndarray:
+    """Lower is better for all metrics (cosine: -similarity), float64. `norms` (cosine): the rows'
+    `row_norms`, computed ahead (a resident file's, `FileVectors.norms`)."""
     q64 = np.ascontiguousarray(q, dtype=np.float64)
     m64 = mat.astype(np.float64)  # a contiguous copy: BLAS takes every row whole
     # np.vecdot, not `m64 @ q64`: BLAS blocks a matrix product by batch, so a vector's score changed
@@ -35,7 +36,7 @@ def distances(metric: str, q: np.ndarray, mat: np.ndarray) -> np.ndarray:
     # contiguous row, whatever rows are beside it (tests/test_search_plans.py checks it), and costs
     # a third of einsum's per-row reduction.
     if metric == "cosine":
-        norms = np.sqrt(np.vecdot(m64, m64))
+        norms = row_norms(m64) if norms is None else norms.copy()
         norms *= math.sqrt(q64.dot(q64))
         sim = np.vecdot(m64, q64)
         if norms.all():
@@ -50,6 +51,11 @@ def distances(metric: str, q: np.ndarray, mat: np.ndarray) -> np.ndarray:
         diff = m64 - q64
         return np.sqrt(np.vecdot(diff, diff))
     return -np.vecdot(m64, q64)
+
+
+def row_norms(m64: np.ndarray) -> np.ndarray:
+    """The Euclidean norm of each row of a float64 matrix, as `distances` computes it."""
+    return np.sqrt(np.vecdot(m64, m64))
 
 
 def score_of(metric: str, dist: float) -> float:
@@ -288,10 +294,13 @@ def resident_top(opened: ann.Opened, row: dict[str, Any], q: np.ndarray, k: int,
     if pos is None:
         return None
     mat = fv.mat32[pos] if fv.mat32 is not None else fv.mat[fv.slots[pos]]
+    norms = None
     if held is not None:
         keys, mat = np.concatenate([keys, held[0]]), np.concatenate([mat, held[1]])
         pos = np.concatenate([pos, -1 - np.arange(len(held[0]), dtype=pos.dtype)])
-    d = distances(row["metric"], q, mat)
+    elif row["metric"] == "cosine":
+        norms = fv.norms(row_norms)[pos]
+    d = distances(row["metric"], q, mat, norms)
     return sorted(zip(d.tolist(), keys.tolist(), pos.tolist(), strict=True))[:k]
 
 
