@@ -72,8 +72,11 @@ def _queries(model: dict[str, np.ndarray]) -> list[np.ndarray]:
                                                                  for _ in range(6)]
 
 
+@pytest.mark.parametrize("dtype", ["f16", "f32"])
 @pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
-def test_the_lean_path_answers_what_the_general_path_does(tmp_path, monkeypatch, metric) -> None:
+def test_the_lean_path_answers_what_the_general_path_does(tmp_path, monkeypatch, metric, dtype) -> None:
+    """f16 files score from the float32 copy read from SQLite, f32 files from the file itself."""
+    monkeypatch.setenv("VZ_ANN_DTYPE", dtype)
     st, model = _built(tmp_path, monkeypatch, metric)
     lean, one_shot = LocalBackend(st, resident=True), LocalBackend(st, resident=False)
     lean.query("p", vector=model["v5"].tolist(), top_k=3)  # the general path finds the index fit
