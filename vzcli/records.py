@@ -63,6 +63,7 @@ def check_namespace(ns: Any) -> str | None:
 # float32's largest finite value plus half its last unit: anything smaller in magnitude rounds to
 # a finite float32 (FLT_MAX itself, as numpy prints it, is 3.4028235e+38)
 _F32_ROUNDS_TO_INF = 2.0**128 - 2.0**103
+_F32_LIMIT_SQUARED = _F32_ROUNDS_TO_INF**2  # 2^256 - 2^232 + 2^206: exact in float64
 
 
 def check_vector(values: Any, dims: int, vid: str, *, code: int = CODE_DIMENSIONS,
@@ -74,15 +75,17 @@ def check_vector(values: Any, dims: int, vid: str, *, code: int = CODE_DIMENSION
     if len(values) != dims:
         raise InvalidVector(prefix + f"expected {dims} dimensions, and got {len(values)} dimensions", code=code)
     # the usual case, numbers: one pass that takes nothing else (no string, null or nested array;
-    # faster than numpy's own conversion, which first discovers the list's type and shape), then one
-    # range check. Booleans pass as 0.0 and 1.0, so only a vector holding one of those needs the
-    # (slower) look at each value's type
+    # faster than numpy's own conversion, which first discovers the list's type and shape), then
+    # the squares: below float32's limit squared iff finite and in range (rounding is monotonic;
+    # the limit's square is exact), and equal to the value only for 0 and 1, which booleans pass
+    # as, so only a vector holding one of those needs the (slower) look at each value's type
     try:
         arr = np.frombuffer(array.array("d", values), dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
         arr = None
-    if arr is not None and np.abs(arr).max() < _F32_ROUNDS_TO_INF:
-        if not (((arr == 0.0) | (arr == 1.0)).any() and bool in map(type, values)):
+    if arr is not None:
+        sq = arr * arr
+        if sq.max() < _F32_LIMIT_SQUARED and not ((sq == arr).any() and bool in map(type, values)):
             return arr.astype(np.float32)
     try:
         arr = np.array(values)

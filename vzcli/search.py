@@ -27,7 +27,7 @@ SMALL_EXACT = 512  # up to this many rows, scoring them all exactly costs less t
 
 def distances(metric: str, q: np.ndarray, mat: np.ndarray, norms: np.ndarray | None = None) -> np.ndarray:
     """Lower is better for all metrics (cosine: -similarity), float64. `norms` (cosine): the rows'
-    `row_norms`, computed ahead (a resident file's, `FileVectors.norms`)."""
+    `row_norms`, computed ahead (a resident file's, `FileVectors.norms`); a fresh array, used up."""
     q64 = np.ascontiguousarray(q, dtype=np.float64)
     m64 = mat.astype(np.float64)  # a contiguous copy: BLAS takes every row whole
     # np.vecdot, not `m64 @ q64`: BLAS blocks a matrix product by batch, so a vector's score changed
@@ -36,7 +36,7 @@ def distances(metric: str, q: np.ndarray, mat: np.ndarray, norms: np.ndarray | N
     # contiguous row, whatever rows are beside it (tests/test_search_plans.py checks it), and costs
     # a third of einsum's per-row reduction.
     if metric == "cosine":
-        norms = row_norms(m64) if norms is None else norms.copy()
+        norms = row_norms(m64) if norms is None else norms
         norms *= math.sqrt(q64.dot(q64))
         sim = np.vecdot(m64, q64)
         if norms.all():
