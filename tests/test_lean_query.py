@@ -252,3 +252,25 @@ def test_metadata_of_a_key_deleted_after_the_check_sends_the_query_down_the_gene
     calls = Calls(monkeypatch)
     got = be.query("p", vector=q, top_k=2, return_metadata="all")["matches"]
     assert calls.n == 1 and "v43" not in {m["id"] for m in got}
+
+
+def test_reading_the_header_never_drops_sqlites_locks(tmp_path, monkeypatch) -> None:
+    """Closing any descriptor of the -shm file would drop the process's POSIX locks on it,
+    SQLite's DMS lock included; another process could then re-initialise the wal-index under
+    this one's connections (which die of SIGBUS). While the header is read, another process must
+    still find the DMS byte (offset 128 in SQLite's unix VFS) locked."""
+    st, model = _built(tmp_path, monkeypatch, "cosine")
+    shm = st.path / "catalog.sqlite3-shm"
+    be = LocalBackend(st, resident=True)
+    for vid in ("v1", "v2", "v3"):
+        be.query("p", vector=model[vid].tolist(), top_k=2)
+    other = LocalBackend(Store(st.path), resident=True)  # a second store object: its own connection
+    other.query("p", vector=model["v4"].tolist(), top_k=2)
+    other.store.close()  # its connection closes; this process's other connections keep theirs
+    assert st.wal_index.header(st.reader()) is not None
+    be.query("p", vector=model["v5"].tolist(), top_k=2)
+    code = ("import fcntl, sys\n"
+            "f = open(sys.argv[1], 'r+b')\n"
+            "try:\n    fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)\nexcept OSError:\n    sys.exit(3)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(shm)], timeout=60)
+    assert r.returncode == 3  # still locked by this process's SQLite
