@@ -52,6 +52,14 @@ def _built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, metric: str) -> tupl
     return st, model
 
 
+@pytest.fixture(autouse=True)
+def _room_for_a_descriptor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process keeps at most `wal_index.MAX_FILES` descriptors of `-shm` files, never closed;
+    the suite's earlier tests may have used them up (then the pragma answers alone, correctly).
+    These tests are about the header, so each gets room for its own stores."""
+    monkeypatch.setattr(wal_index, "MAX_FILES", len(wal_index._FDS) + 4)
+
+
 class Calls:
     """Counts `search.search` (the general path) while installed."""
 
@@ -274,3 +282,14 @@ def test_reading_the_header_never_drops_sqlites_locks(tmp_path, monkeypatch) -> 
             "try:\n    fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)\nexcept OSError:\n    sys.exit(3)\n")
     r = subprocess.run([sys.executable, "-c", code, str(shm)], timeout=60)
     assert r.returncode == 3  # still locked by this process's SQLite
+
+
+def test_past_max_files_the_pragma_answers_alone(tmp_path, monkeypatch) -> None:
+    st, model = _built(tmp_path, monkeypatch, "cosine")
+    monkeypatch.setattr(wal_index, "MAX_FILES", len(wal_index._FDS))  # no room left
+    be = LocalBackend(st, resident=True)
+    q = model["v8"].tolist()
+    assert be.query("p", vector=q, top_k=1)["matches"][0]["id"] == "v8"
+    assert st.wal_index.header(st.reader()) is None
+    LocalBackend(Store(st.path), resident=False).delete_by_ids("p", ["v8"])
+    assert be.query("p", vector=q, top_k=1)["matches"][0]["id"] != "v8"
