@@ -96,3 +96,21 @@ def test_a_bad_line_in_a_batch_writes_nothing(tmp_path) -> None:
         be.insert("z", _stream(lines))
     assert e.value.message.startswith(f"<input>:{ndjson.BATCH + 4}: ")
     assert be.list_vectors("z")["count"] == 0
+
+
+def test_no_numpy_warning_escapes_for_huge_or_odd_values(tmp_path) -> None:
+    """Values beyond float32 (1e200 squares past float64), NaN and infinities get vz's own error,
+    never a numpy RuntimeWarning on stderr."""
+    import warnings
+
+    lines = [_line(i) for i in range(1, 5)] + ['{"id": "h", "values": [1e200, 0, 0, 0]}',
+                                               '{"id": "g", "values": [-1e308, 1e308, 0.5, 1]}']
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        errors: list[ndjson.LineError] = []
+        recs = list(ndjson.read_records(_stream(lines), DIMS, "in", discard=True, errors=errors))
+        assert [r.id for r in recs] == ["r1", "r2", "r3", "r4"] and [e.line for e in errors] == [5, 6]
+        for bad in ([1e200, 0.5, 0, 0], [float("nan"), 0, 0, 0], [float("inf"), 1, 0, 0], [-1e39, 0, 0, 0]):
+            with pytest.raises(InvalidVector):
+                check_vector(bad, DIMS, "")
+        assert check_vector([3.4e38, 1.0, 0.0, -2.0], DIMS, "").tolist() == [np.float32(3.4e38), 1.0, 0.0, -2.0]

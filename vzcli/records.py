@@ -63,7 +63,18 @@ def check_namespace(ns: Any) -> str | None:
 # float32's largest finite value plus half its last unit: anything smaller in magnitude rounds to
 # a finite float32 (FLT_MAX itself, as numpy prints it, is 3.4028235e+38)
 _F32_ROUNDS_TO_INF = 2.0**128 - 2.0**103
-_F32_LIMIT_SQUARED = _F32_ROUNDS_TO_INF**2  # 2^256 - 2^232 + 2^206: exact in float64
+
+
+def _screen(m: np.ndarray) -> tuple[Any, Any]:
+    """Over the last axis of float64 values: whether each row is finite and rounds to finite
+    float32, and whether it holds a 0 or a 1 (where a boolean may hide). A value equals its square
+    only if it is 0 or 1; squares are taken only of values in range, so no overflow warning can
+    reach the user."""
+    a = np.abs(m)
+    ok = a.max(axis=-1) < _F32_ROUNDS_TO_INF  # False for NaN too
+    if not ok.all():
+        a = np.where(a < _F32_ROUNDS_TO_INF, a, 2.0)  # 2: neither 0 nor 1, and squares in range
+    return ok, (a * a == a).any(axis=-1)
 
 
 def check_vector(values: Any, dims: int, vid: str, *, code: int = CODE_DIMENSIONS,
@@ -76,16 +87,15 @@ def check_vector(values: Any, dims: int, vid: str, *, code: int = CODE_DIMENSION
         raise InvalidVector(prefix + f"expected {dims} dimensions, and got {len(values)} dimensions", code=code)
     # the usual case, numbers: one pass that takes nothing else (no string, null or nested array;
     # faster than numpy's own conversion, which first discovers the list's type and shape), then
-    # the squares: below float32's limit squared iff finite and in range (rounding is monotonic;
-    # the limit's square is exact), and equal to the value only for 0 and 1, which booleans pass
-    # as, so only a vector holding one of those needs the (slower) look at each value's type
+    # `_screen`; booleans pass as 0.0 and 1.0, so only a vector holding one of those needs the
+    # (slower) look at each value's type
     try:
         arr = np.frombuffer(array.array("d", values), dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
         arr = None
     if arr is not None:
-        sq = arr * arr
-        if sq.max() < _F32_LIMIT_SQUARED and not ((sq == arr).any() and bool in map(type, values)):
+        ok, zero_one = _screen(arr)
+        if ok and not (zero_one and bool in map(type, values)):
             return arr.astype(np.float32)
     try:
         arr = np.array(values)
@@ -189,10 +199,8 @@ def settle_values(records: list[Record], raw: list[list[Any]], dims: int) -> lis
     if not records:
         return []
     mat = np.stack([r.values for r in records])
-    with np.errstate(invalid="ignore", over="ignore"):
-        ok = np.abs(mat).max(axis=1) < _F32_ROUNDS_TO_INF  # False for NaN too
-        zero_one = ((mat == 0.0) | (mat == 1.0)).any(axis=1)  # where booleans could hide
-        f32 = mat.astype(np.float32)
+    ok, zero_one = _screen(mat)
+    f32 = np.where(ok[:, None], mat, 0.0).astype(np.float32)  # rows out of range are never used
     out: list[InvalidVector | None] = []
     for i, rec in enumerate(records):
         if ok[i] and not (zero_one[i] and bool in map(type, raw[i])):
