@@ -255,9 +255,6 @@ class Reads:
         top = search.resident_top(opened, row, q, k, held)
         if top is None:
             return None
-        fv, cosine = opened.fv, row["metric"] == "cosine"
-        info = fv._info
-        matches: list[dict[str, Any]] = []
         meta: dict[int, Any] = {}
         if metadata:
             assert conn is not None
@@ -265,22 +262,9 @@ class Reads:
                                      (json_keys([key for _, key, _ in top]),)))
             if len(meta) < len(top):
                 return None
-        elif not values and (held is None or min(top, key=_pos)[2] >= 0):  # the usual case, inlined
-            for d, _, p in top:
-                vid, ns = info[p]
-                m = {"id": vid, "score": -d if cosine else d}
-                if ns is not None:
-                    m["namespace"] = ns
-                matches.append(m)
-            return {"count": len(matches), "matches": matches}
-        for d, key, p in top:
-            if p >= 0:
-                vid, ns = info[p]
-                vec = fv.row_bytes(p) if values else None
-            else:  # the held delta's row -p - 1
-                assert held is not None and held_ids is not None
-                vid, ns = held_ids[-p - 1]
-                vec = held[1][-p - 1].tobytes() if values else None
+        cosine = row["metric"] == "cosine"
+        matches = []
+        for (d, key, _), (vid, ns, vec) in zip(top, _from_memory(top, opened.fv, held, held_ids, values), strict=True):
             md = (orjson.loads(meta[key]) if meta[key] else {}) if metadata else None
             matches.append(_match(vid, -d if cosine else d, vec, md, ns))
         return {"count": len(matches), "matches": matches}
@@ -335,19 +319,29 @@ def _resident_query(conn: sqlite3.Connection, snap: Snapshot, store: Store, name
     top = search.resident_top(opened, row, q, k, held) if opened is not None else None
     if top is None:
         return None
-    snap.lean[name] = (row, opened, held, snap.delta_ids.get(row["id"]) if held is not None else None)
-    fv = opened.fv
+    held_ids = snap.delta_ids.get(row["id"]) if held is not None else None
+    snap.lean[name] = (row, opened, held, held_ids)
     hits = [(d, key) for d, key, _ in top]
-    asked = [key for _, key, p in top if p < 0 or metadata == "all"]
-    details = _details(conn, asked, values) if asked else {}
-    if len(details) < len(asked):
-        return None  # cannot happen within one snapshot; `search` then decides
-    info = fv._info
-    for _, key, p in top:
-        if p >= 0 and metadata != "all":
-            vid, ns = info[p]
-            details[key] = (vid, ns, None, fv.row_bytes(p)) if values else (vid, ns, None)
-    return hits, details
+    if metadata == "all":
+        details = _details(conn, [key for _, key in hits], values)
+        return (hits, details) if len(details) == len(hits) else None  # else `search` decides
+    return hits, {key: (vid, ns, None, vec) if values else (vid, ns, None)
+                  for (_, key, _), (vid, ns, vec) in zip(top, _from_memory(top, opened.fv, held, held_ids, values),
+                                                         strict=True)}
+
+
+def _from_memory(top: list[tuple[float, int, int]], fv: Any, held: tuple[Any, Any] | None,
+                 held_ids: list[tuple[str, str | None]] | None, values: bool) -> Iterator[tuple[str, str | None, Any]]:
+    """(id, namespace, float32 bytes or None) of each of `resident_top`'s hits, from memory: the
+    file's (position p >= 0) or the held delta's (row -p - 1)."""
+    for _, _, p in top:
+        if p >= 0:
+            vid, ns = fv._info[p]
+            yield vid, ns, fv.row_bytes(p) if values else None
+        else:
+            assert held is not None and held_ids is not None
+            vid, ns = held_ids[-p - 1]
+            yield vid, ns, held[1][-p - 1].tobytes() if values else None
 
 
 def check_query_options(top_k: Any, return_values: bool, return_metadata: str) -> None:
@@ -362,10 +356,6 @@ def check_query_options(top_k: Any, return_values: bool, return_metadata: str) -
                 f"{top_k!r}; for a top K up to {limits.TOPK_MAX}, retry with returnValues=false and returnMetadata=indexed")
     elif top_k > limits.TOPK_MAX:
         raise TopKTooLarge(f"max top K is {limits.TOPK_MAX}, but got {top_k!r}")
-
-
-def _pos(hit: tuple[float, int, int]) -> int:
-    return hit[2]
 
 
 def _match(vid: str, score: float, vec: bytes | None, metadata: dict[str, Any] | None,

@@ -33,7 +33,7 @@ def distances(metric: str, q: np.ndarray, mat: np.ndarray, norms: np.ndarray | N
     # np.vecdot, not `m64 @ q64`: BLAS blocks a matrix product by batch, so a vector's score changed
     # in the last bit with the other rows scored beside it (an HNSW answer then differed from
     # --exact). vecdot makes one dot product (BLAS ddot, never threaded at these lengths) per
-    # contiguous row, whatever rows are beside it (tests/test_search_plans.py checks it), and costs
+    # contiguous row, whatever rows are beside it (tests/test_lean_query.py checks it), and costs
     # a third of einsum's per-row reduction.
     if metric == "cosine":
         norms = row_norms(m64) if norms is None else norms
