@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
 import sqlite3
+import struct
+import threading
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 
 from vzcli import ann, annbuild
@@ -103,9 +107,9 @@ def _spy_expect(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     seen: list[tuple[int, int]] = []
     real = annbuild.Builder.add
 
-    def spy(self: annbuild.Builder, keys: np.ndarray, vecs: np.ndarray, expect: int = 0) -> None:
+    def spy(self: annbuild.Builder, keys: np.ndarray, vecs: np.ndarray, expect: int = 0) -> bool:
         seen.append((self.nodes + len(keys), expect))
-        real(self, keys, vecs, expect)
+        return real(self, keys, vecs, expect)
 
     monkeypatch.setattr(annbuild.Builder, "add", spy)
     return seen
@@ -151,3 +155,82 @@ def test_vz_insert_file_tells_the_builder_the_size_to_expect(vz, monkeypatch, tm
     assert vz("create", "f", "--dimensions", DIMS, "--metric", "cosine").exit_code == 0
     assert vz("insert", "f", "--file", path).exit_code == 0
     assert seen and all(abs(expect - n) <= n // 20 for _, expect in seen), seen
+
+
+def _frame(start: int, n: int, dims: int = DIMS) -> bytes:
+    keys = np.arange(start, start + n, dtype="<u8")
+    vecs = (np.random.default_rng(start).random((n, dims)) + 0.01).astype(np.float16)
+    return struct.pack("<qq", n, 0) + keys.tobytes() + vecs.tobytes()
+
+
+def test_the_child_builds_with_one_thread_until_the_parent_has_committed(tmp_path, monkeypatch) -> None:
+    """While the parent parses, two build threads beside it would share two cores three ways (and
+    usearch's threads spin on locks a preempted thread holds): the child builds with one thread
+    and buffers, and takes every core once the commit frame has arrived."""
+    monkeypatch.setattr(ann, "SMALL_GRAPH", 0)
+    calls: list[int] = []
+    first, go, committed = threading.Event(), threading.Event(), threading.Event()
+    real_new, real_put = ann._new_index, annbuild._Inbox.put
+
+    def new_index(row: dict[str, object]) -> object:
+        idx = real_new(row)
+        add = idx.add
+
+        def spy(keys: np.ndarray, vecs: np.ndarray, threads: int = 0) -> object:
+            calls.append(threads)
+            first.set()
+            assert go.wait(30)
+            return add(keys, vecs, threads=threads)
+
+        idx.add = spy
+        return idx
+
+    def put(self: annbuild._Inbox, kind: str, arg: object, size: int = 0) -> None:
+        real_put(self, kind, arg, size)
+        if kind == "commit":
+            committed.set()
+
+    monkeypatch.setattr(ann, "_new_index", new_index)
+    monkeypatch.setattr(annbuild._Inbox, "put", put)
+    row = {"id": 1, "name": "k", "dimensions": DIMS, "metric": "cosine", "dtype": "f16", "connectivity": 16,
+           "expansion_add": 64, "expansion_search": 64}
+    r, w = os.pipe()
+    out = io.BytesIO()
+    with os.fdopen(r, "rb") as rf, os.fdopen(w, "wb", buffering=0) as wf:
+        result: list[int] = []
+        child = threading.Thread(target=lambda: result.append(annbuild.main(rf, out)))
+        child.start()
+        wf.write(orjson.dumps({"row": row, "dir": str(tmp_path)}) + b"\n" + _frame(1, 300))
+        assert first.wait(30)  # the first block is being built: the parent is still writing
+        wf.write(_frame(301, 300) + _frame(601, 300) + struct.pack("<qq", -1, 7))
+        assert committed.wait(30)
+        go.set()
+        child.join(60)
+    assert result == [0] and calls == [1, 0, 0]
+    name = orjson.loads(out.getvalue())["file"]
+    assert name.startswith("ann-000000000007-") and (tmp_path / name).is_file()
+
+
+def test_the_childs_buffer_is_bounded_and_a_full_one_takes_every_core(monkeypatch) -> None:
+    monkeypatch.setattr(annbuild, "BUFFER", 100)
+    box = annbuild._Inbox()
+    box.put("add", "a", 60)
+    writer = threading.Thread(target=box.put, args=("add", "b", 60))  # 120 > 100: waits
+    writer.start()
+    with box.cond:
+        assert box.cond.wait_for(lambda: box.full, 30)
+    assert box.get() == ("add", "a", True)  # the parent waits for the build: every core builds
+    writer.join(30)
+    assert not writer.is_alive() and box.get() == ("add", "b", False)
+    box.put("add", "c", 60)
+    box.put("commit", 9)
+    assert box.get() == ("add", "c", True)  # the parent has committed
+    assert box.get() == ("commit", 9, True)
+
+
+def test_a_rolled_back_write_drops_the_childs_buffer() -> None:
+    box = annbuild._Inbox()
+    for i in range(3):
+        box.put("add", i, 10)
+    box.put("abort", None)
+    assert box.get() == ("abort", None, True) and box.bytes == 0

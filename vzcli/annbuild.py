@@ -4,23 +4,32 @@ A large insert or upsert into an index without an ANN file would commit, then re
 back from SQLite and build the graph: parsing, validation and SQLite run on one core while the
 other idles, and the build waits for all of them. Instead, once the write passes the merge
 threshold, `Builder` starts `python -m vzcli.annbuild` and streams it the records' keys and
-float32 vectors as they are written; the child adds them to a usearch index on its own (usearch
-takes the GIL back between nodes, so a Python thread parsing beside `Index.add` would slow the
-build down many times; a process does not). After the commit the child publishes the file and
-the parent installs it (`ann.install`, the same compare-and-swap as a merge). The child checks
-that float16 can hold each block (`published.fits`) and gives up if not. If anything fails,
-the write itself is unaffected: the usual merge after the commit rebuilds from SQLite.
+vectors as they are written; the child adds them to a usearch index on its own (usearch takes
+the GIL back between nodes, so a Python thread parsing beside `Index.add` would slow the build
+down many times; a process does not). After the commit the child publishes the file and the
+parent installs it (`ann.install`, the same compare-and-swap as a merge). If anything fails, the
+write itself is unaffected: the usual merge after the commit rebuilds from SQLite.
+
+Cores. While the parent is still parsing, the child builds with one thread: with two build
+threads beside the parser, three threads share two cores, and usearch's threads spin on node
+locks whose holder was preempted (measured at 100k x 768: 25% more build CPU than the same
+build alone). The parser is several times faster than a one-thread build, so the child buffers
+what it has not built yet and, once the parent has committed (or the buffer is full and the
+parent has to wait), builds with every core. The buffer holds float16 for float16 files, fewer
+bytes per vector than the graph will hold, so the child's peak memory is still its final graph.
 
 Protocol on the child's stdin: one JSON line (the index row, the directory), then frames of
-`<q n><q expect>` + n u64 keys + n*dims f32 values (`expect`: the nodes the graph should reach,
-estimated from the input's size; 0 when unknown); `<q -1><q seq>` means "committed: publish".
-EOF without it means "rolled back": the child exits and writes nothing. On stdout: one JSON line.
+`<q n><q expect>` + n u64 keys + n vectors (`expect`: the nodes the graph should reach,
+estimated from the input's size; 0 when unknown), as float16 for an f16 file (the parent
+checks that float16 holds them, `published.fits`) and float32 otherwise; `<q -1><q seq>` means
+"committed: publish". EOF without it means "rolled back": the child exits and writes nothing.
+On stdout: one JSON line.
 """
 
 from __future__ import annotations
 
+import collections
 import os
-import queue
 import signal
 import struct
 import subprocess
@@ -31,8 +40,10 @@ from typing import Any, BinaryIO
 import numpy as np
 import orjson
 
+from vzcli.published import SCALARS, close_rows
+
 _ROW_KEYS = ("id", "name", "dimensions", "metric", "dtype", "connectivity", "expansion_add", "expansion_search")
-_AHEAD = 4  # frames the child reads ahead of its build: bounds the memory the pipeline holds
+BUFFER = 1 << 30  # bytes of vectors the child holds ahead of its build; past this the parent waits
 
 
 class Builder:
@@ -42,7 +53,10 @@ class Builder:
         self.row = row
         self.nodes = 0
         self.max_key = 0
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        self.f16 = row["dtype"] == "f16"
+        # a fixed mmap threshold: each frame the child frees goes back to the system at once
+        # (glibc's adaptive threshold would keep the buffer's peak in the heap)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), MALLOC_MMAP_THRESHOLD_="131072")
         # its own session: Ctrl-C in the terminal is the parent's to handle (the child also ignores
         # SIGINT); if the parent dies, the child reads EOF and exits without publishing
         self.proc = subprocess.Popen([sys.executable, "-m", "vzcli.annbuild"], stdin=subprocess.PIPE,
@@ -50,16 +64,24 @@ class Builder:
         assert self.proc.stdin is not None
         self.proc.stdin.write(orjson.dumps({"row": {k: row[k] for k in _ROW_KEYS}, "dir": str(d)}) + b"\n")
 
-    def add(self, keys: np.ndarray, vecs: np.ndarray, expect: int = 0) -> None:
-        """Stream a block; `expect`: how many nodes the graph is expected to reach (0: unknown)."""
+    def add(self, keys: np.ndarray, vecs: np.ndarray, expect: int = 0) -> bool:
+        """Stream a block; `expect`: how many nodes the graph is expected to reach (0: unknown).
+        False if an f16 file cannot hold the block (the merge after the commit builds an f32 one)."""
         if not len(keys):
-            return
+            return True
         assert self.proc.stdin is not None
+        if self.f16:
+            with np.errstate(over="ignore"):
+                h = vecs.astype(np.float16)
+            if not close_rows(h, vecs).all():
+                return False
+            vecs = h
         self.proc.stdin.write(struct.pack("<qq", len(keys), expect))
         self.proc.stdin.write(np.ascontiguousarray(keys, dtype="<u8").tobytes())
-        self.proc.stdin.write(np.ascontiguousarray(vecs, dtype="<f4").tobytes())
+        self.proc.stdin.write(np.ascontiguousarray(vecs).tobytes())
         self.nodes += len(keys)
         self.max_key = max(self.max_key, int(keys[-1]))
+        return True
 
     def finish(self, seq: int) -> str:
         """Publish the file (the write has committed); returns its name. Raises on failure."""
@@ -92,54 +114,92 @@ def _read(f: BinaryIO, n: int) -> bytes:
     return data
 
 
-def _reader(f: BinaryIO, dims: int, q: queue.Queue[Any]) -> None:
-    """Read frames into `q` (in a thread: blocked in read() it holds no GIL)."""
+class _Inbox:
+    """Frames read ahead of the build (at most BUFFER bytes of them), and whether the parent is
+    done parsing or held back by a full buffer: then the build may take every core."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.items: collections.deque[tuple[str, Any, int]] = collections.deque()
+        self.bytes = 0
+        self.ended = self.full = False
+
+    def put(self, kind: str, arg: Any, size: int = 0) -> None:
+        with self.cond:
+            if kind == "abort":  # the write was rolled back or the parent died: build nothing more
+                self.items.clear()
+                self.bytes = 0
+            while self.bytes and self.bytes + size > BUFFER:
+                self.full = True
+                self.cond.notify_all()
+                self.cond.wait()
+            self.full = False
+            self.items.append((kind, arg, size))
+            self.bytes += size
+            self.ended = self.ended or kind != "add"
+            self.cond.notify_all()
+
+    def get(self) -> tuple[str, Any, bool]:
+        with self.cond:
+            while not self.items:
+                self.cond.wait()
+            kind, arg, size = self.items.popleft()
+            self.bytes -= size
+            self.cond.notify_all()
+            return kind, arg, self.ended or self.full
+
+
+def _reader(f: BinaryIO, dims: int, scalar: np.dtype[Any], box: _Inbox) -> None:
+    """Read frames into `box` (in a thread: blocked in read() it holds no GIL)."""
     try:
         while True:
             n, arg = struct.unpack("<qq", _read(f, 16))
             if n < 0:
-                q.put(("commit", arg))
+                box.put("commit", arg)
                 return
             keys = np.frombuffer(_read(f, 8 * n), dtype="<u8")
-            vecs = np.frombuffer(_read(f, 4 * n * dims), dtype="<f4").reshape(n, dims)
-            q.put(("add", (keys, vecs, arg)))
+            vecs = np.frombuffer(_read(f, scalar.itemsize * n * dims), dtype=scalar).reshape(n, dims)
+            box.put("add", (keys, vecs, arg), vecs.nbytes)
     except (EOFError, OSError, ValueError):
-        q.put(("abort", None))
+        box.put("abort", None)
 
 
-def main() -> int:
-    from vzcli import ann, published
+def main(f: BinaryIO | None = None, out: BinaryIO | None = None) -> int:
+    """The child: frames from `f` (stdin), its one JSON line to `out` (stdout)."""
+    from pathlib import Path
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    f = sys.stdin.buffer
+    from vzcli import ann
+
+    if f is None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    f = f or sys.stdin.buffer
+    out = out or sys.stdout.buffer
     head = orjson.loads(f.readline())
     row, d = head["row"], head["dir"]
     idx = ann._new_index(row)
-    q: queue.Queue[Any] = queue.Queue(maxsize=_AHEAD)
-    threading.Thread(target=_reader, args=(f, row["dimensions"], q), daemon=True).start()
+    box = _Inbox()
+    scalar = SCALARS["f16"] if row["dtype"] == "f16" else SCALARS["f32"]
+    threading.Thread(target=_reader, args=(f, row["dimensions"], scalar, box), daemon=True).start()
     while True:
-        kind, arg = q.get()
+        kind, arg, all_cores = box.get()
         if kind == "add":
-            if not published.fits(arg[1], row["dtype"]):
-                return 1  # float16 cannot hold these: the merge after the commit builds an f32 file
             keys, vecs, expect = arg
             size = len(idx) + len(keys)
             # the size the graph is expected to reach (from how much of the input file has been
             # read), as a rebuild uses its final size; the size reached so far for a piped input
             idx.expansion_add = ann.ef_construction_for(max(size, expect), row["expansion_add"])
-            # a small graph is built with one thread, as in ann.maintain (a racy build can strand nodes)
-            idx.add(keys, vecs, threads=1 if size < ann.SMALL_GRAPH else 0)
+            # a small graph is built with one thread, as in ann.maintain (a racy build can strand
+            # nodes); so is every block while the parent is still parsing (module docstring)
+            idx.add(keys, vecs, threads=0 if all_cores and size >= ann.SMALL_GRAPH else 1)
         elif kind == "abort":
             return 1
         else:
             try:
-                from pathlib import Path
-
                 name = ann.publish(idx, Path(d), arg)
             except Exception as e:  # noqa: BLE001 (reported to the parent, which falls back)
-                sys.stdout.buffer.write(orjson.dumps({"error": str(getattr(e, "message", e))}))
+                out.write(orjson.dumps({"error": str(getattr(e, "message", e))}))
                 return 1
-            sys.stdout.buffer.write(orjson.dumps({"file": name}))
+            out.write(orjson.dumps({"file": name}))
             return 0
 
 

@@ -64,9 +64,11 @@ def close_rows(h: np.ndarray, vecs: np.ndarray) -> np.ndarray:
     float32 row of `vecs` they stand for (the bound `search` relies on when it shortlists from
     an f16 file). Rows whose squares float32 flushes to zero fit only if both are all zeros."""
     with np.errstate(over="ignore", invalid="ignore"):
-        err = h.astype(np.float32) - vecs  # exact while h rounds vecs: within a factor of two
-        e2, n2 = np.einsum("ij,ij->i", err, err), np.einsum("ij,ij->i", vecs, vecs)
-        ok = np.isfinite(h).all(axis=1) & np.isfinite(n2) & (e2 <= F16_EPS * F16_EPS * n2)
+        err = h.astype(np.float32)
+        err -= vecs  # exact while h rounds vecs: within a factor of two
+        e2, n2 = np.vecdot(err, err), np.vecdot(vecs, vecs)
+        # an infinite value in h makes e2 infinite, a non-finite one in vecs makes n2 so: neither passes
+        ok = np.isfinite(n2) & (e2 <= F16_EPS * F16_EPS * n2)
     tiny = n2 < 1e-20
     if tiny.any():
         ok[tiny] = ~((vecs[tiny] != 0).any(axis=1) | (h[tiny] != 0).any(axis=1))

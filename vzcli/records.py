@@ -166,9 +166,9 @@ def _check_meta_object(obj: dict[str, Any], path: str, depth: int = 0) -> None:
 def parse_record(obj: Any, dims: int, *, batched: bool = False) -> Record:
     """Validate one decoded NDJSON object (raises InvalidVector / Unparsable).
 
-    `batched`: leave the values as float64 numbers, checked for everything but their range and
-    booleans, which `settle_values` checks for many records at once (it costs one numpy call a
-    check either way: per batch instead of per record)."""
+    `batched`: leave the values as an `array.array` of float32, checked for everything but their
+    range and booleans, which `settle_values` checks for many records at once (it costs one numpy
+    call a check either way: per batch instead of per record)."""
     if not isinstance(obj, dict):
         raise Unparsable(f"expected a JSON object with \"id\" and \"values\", got {_jtype(obj)}")
     if "id" not in obj:
@@ -176,35 +176,41 @@ def parse_record(obj: Any, dims: int, *, batched: bool = False) -> Record:
     vid = check_id(obj["id"])
     if "values" not in obj:
         raise InvalidVector(f'invalid vector for id="{vid}", missing "values"', code=CODE_DIMENSIONS)
-    values = _numbers(obj["values"], dims, vid) if batched else check_vector(obj["values"], dims, vid)
+    values: Any = _numbers(obj["values"], dims, vid) if batched else check_vector(obj["values"], dims, vid)
     ns = check_namespace(obj.get("namespace"))
     md, md_json = check_metadata(obj.get("metadata"))
     return Record(vid, values, ns, md, md_json)
 
 
-def _numbers(values: Any, dims: int, vid: str) -> np.ndarray:
-    """`values` as float64 if it is a list of `dims` numbers, else `check_vector`'s error."""
+def _numbers(values: Any, dims: int, vid: str) -> array.array[float]:
+    """`values` as float32 if it is a list of `dims` numbers, else `check_vector`'s error.
+
+    A value past float32's range becomes infinite here, exactly when `check_vector` refuses it
+    (C's double-to-float conversion rounds to nearest: infinite from _F32_ROUNDS_TO_INF up)."""
     if isinstance(values, list) and len(values) == dims:
         try:
-            return np.frombuffer(array.array("d", values), dtype=np.float64)
+            return array.array("f", values)
         except (TypeError, ValueError, OverflowError):
             pass
-    return check_vector(values, dims, vid).astype(np.float64)  # raises (it cannot pass here)
+    check_vector(values, dims, vid)  # raises: no other list gets here
+    raise AssertionError("unreachable")
 
 
 def settle_values(records: list[Record], raw: list[list[Any]], dims: int) -> list[InvalidVector | None]:
     """Finish `parse_record(..., batched=True)` for `records` (their `raw` values lists): each
-    record's values become float32, or its entry in the result is the error `check_vector`
-    gives it (None for the good ones)."""
+    record's values become a float32 array, or its entry in the result is the error
+    `check_vector` gives it (None for the good ones)."""
     if not records:
         return []
-    mat = np.stack([r.values for r in records])
-    ok, zero_one = _screen(mat)
-    f32 = np.where(ok[:, None], mat, 0.0).astype(np.float32)  # rows out of range are never used
+    parts: list[Any] = [r.values for r in records]  # array.array("f") each (`_numbers`)
+    mat = np.frombuffer(b"".join(parts), dtype=np.float32).reshape(len(records), dims)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ok: Any = np.isfinite(mat).all(axis=1)
+        zero_one: Any = (mat * mat == mat).any(axis=1)  # a boolean may hide where a value is 0 or 1
     out: list[InvalidVector | None] = []
     for i, rec in enumerate(records):
         if ok[i] and not (zero_one[i] and bool in map(type, raw[i])):
-            rec.values = f32[i]
+            rec.values = mat[i]
             out.append(None)
             continue
         try:

@@ -304,8 +304,9 @@ class _BulkBuild:
         if self.builder is not None:
             if chunk:
                 try:
-                    self.builder.add(np.arange(base, base + len(chunk), dtype=np.uint64),
-                                     np.stack([r.values for r in chunk]), self.expected(rows))
+                    if not self.builder.add(np.arange(base, base + len(chunk), dtype=np.uint64),
+                                            np.stack([r.values for r in chunk]), self.expected(rows)):
+                        self.close()  # float16 cannot hold these: the merge after the commit builds f32
                 except OSError:  # the builder died: the merge after the commit does its work
                     self.close()
             return
@@ -323,9 +324,10 @@ class _BulkBuild:
             cur = conn.execute("SELECT key, vec FROM vectors WHERE index_id = ? ORDER BY key", (row["id"],))
             expect = self.expected(rows)
             while batch := cur.fetchmany(ann.CHUNK):
-                self.builder.add(np.fromiter((k for k, _ in batch), dtype=np.uint64, count=len(batch)),
-                                 np.frombuffer(b"".join(v for _, v in batch), dtype=np.float32).reshape(len(batch), -1),
-                                 expect)
+                if not self.builder.add(np.fromiter((k for k, _ in batch), dtype=np.uint64, count=len(batch)),
+                                        np.frombuffer(b"".join(v for _, v in batch), dtype=np.float32)
+                                        .reshape(len(batch), -1), expect):
+                    return self.close()
         except OSError:
             self.close()
 
