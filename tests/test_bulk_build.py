@@ -81,11 +81,11 @@ def test_upsert_replacing_records_it_already_sent(be, monkeypatch) -> None:
 
 
 def test_a_failed_builder_falls_back_to_the_merge(be, monkeypatch) -> None:
-    def broken(self: annbuild.Builder, seq: int) -> str:
+    def broken(self: annbuild.Builder) -> str:
         self.abort()
         raise RuntimeError("builder failed")
 
-    monkeypatch.setattr(annbuild.Builder, "finish", broken)
+    monkeypatch.setattr(annbuild.Builder, "result", broken)
     res = be.insert("k", _ndjson([f"v{i}" for i in range(N)], 2))
     assert res.notes == []
     row = _row(be.store)
@@ -234,3 +234,38 @@ def test_a_rolled_back_write_drops_the_childs_buffer() -> None:
         box.put("add", i, 10)
     box.put("abort", None)
     assert box.get() == ("abort", None, True) and box.bytes == 0
+
+
+def test_the_commit_leaves_its_checkpoint_until_the_builder_has_the_commit_frame(be, monkeypatch) -> None:
+    """Copying the write from the WAL into the database file at the commit would keep the
+    builder (one thread until then) waiting; the checkpoint runs after the commit frame is sent,
+    and the connection's automatic checkpoints come back, on success and on rollback."""
+    from vzcli import writes
+
+    events: list[object] = []
+    real_commit, real_ckpt = annbuild.Builder.commit, writes._BulkBuild._checkpoint
+
+    def commit(self: annbuild.Builder, seq: int) -> None:
+        events.append("commit frame")
+        real_commit(self, seq)
+
+    def ckpt(self: writes._BulkBuild) -> None:
+        if self._autocheckpoint is not None:
+            events.append(("checkpoint; automatic ones were", self._autocheckpoint[0].execute(
+                "PRAGMA wal_autocheckpoint").fetchone()[0]))
+        real_ckpt(self)
+
+    monkeypatch.setattr(annbuild.Builder, "commit", commit)
+    monkeypatch.setattr(writes._BulkBuild, "_checkpoint", ckpt)
+    conn = be.store.reader()
+    before = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+    be.insert("k", _ndjson([f"v{i}" for i in range(N)], 4))
+    assert events == ["commit frame", ("checkpoint; automatic ones were", 0)]
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == before == 1000
+    assert _row(be.store)["ann_nodes"] == N
+    events.clear()
+    be.create_index("k2", dimensions=DIMS, metric="cosine")
+    with pytest.raises(InvalidVector):
+        be.insert("k2", io.BytesIO(_ndjson([f"w{i}" for i in range(N)], 5).getvalue() + b'{"id": "x"}\n'))
+    assert events == [("checkpoint; automatic ones were", 0)]  # rolled back: no commit frame
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000

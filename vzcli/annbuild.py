@@ -83,11 +83,15 @@ class Builder:
         self.max_key = max(self.max_key, int(keys[-1]))
         return True
 
-    def finish(self, seq: int) -> str:
-        """Publish the file (the write has committed); returns its name. Raises on failure."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+    def commit(self, seq: int) -> None:
+        """The write has committed at mutation `seq`: the child may publish once it has built."""
+        assert self.proc.stdin is not None
         self.proc.stdin.write(struct.pack("<qq", -1, seq))
         self.proc.stdin.close()
+
+    def result(self) -> str:
+        """Wait for the child; the name of the file it published. Raises on failure."""
+        assert self.proc.stdout is not None
         out = orjson.loads(self.proc.stdout.read() or b'{"error": "the ANN builder exited early"}')
         self.proc.wait()
         if "error" in out:

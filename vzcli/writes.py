@@ -294,6 +294,7 @@ class _BulkBuild:
         self.off = False  # not eligible, or could not start: the usual merge after the commit
         self.dead: list[int] = []
         self._locks = ExitStack()
+        self._autocheckpoint: tuple[sqlite3.Connection, int] | None = None
 
     def feed(self, conn: sqlite3.Connection, row: dict[str, Any], base: int, chunk: list[Any], rows: int) -> None:
         """Records `chunk` were just stored under keys base, base+1, ...; `rows` is the index's size now."""
@@ -319,6 +320,10 @@ class _BulkBuild:
         from vzcli.annbuild import Builder
 
         self.dead = [k for (k,) in conn.execute("SELECT key FROM dead_keys WHERE index_id = ?", (row["id"],))]
+        # no checkpoint at the commit: copying the write into the database file would keep the
+        # builder waiting for the commit frame; `finish` checkpoints while the child builds
+        self._autocheckpoint = (conn, conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
         try:
             self.builder = Builder({**row, "dtype": envconf.ann_dtype()}, self.store.index_dir(self.name))
             cur = conn.execute("SELECT key, vec FROM vectors WHERE index_id = ? ORDER BY key", (row["id"],))
@@ -352,7 +357,9 @@ class _BulkBuild:
             return self.close()
         guard.mode = "stop-merge"
         try:
-            new_file = self.builder.finish(seq)
+            self.builder.commit(seq)
+            self._checkpoint()
+            new_file = self.builder.result()
             ann.install(self.store, self.name, self.builder.row, None, new_file, self.dead, self.builder.max_key,
                         self.builder.nodes, 0, seq)
         except KeyboardInterrupt:
@@ -365,10 +372,25 @@ class _BulkBuild:
             guard.mode = "record"
             self.close()
 
+    def _checkpoint(self) -> None:
+        """Copy the committed write into the database file (what the commit would have done) and
+        put the connection's automatic checkpoints back."""
+        if self._autocheckpoint is None:
+            return
+        conn, pages = self._autocheckpoint
+        self._autocheckpoint = None
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass  # a reader or writer holds it up: the next commit's automatic checkpoint does it
+        finally:
+            conn.execute(f"PRAGMA wal_autocheckpoint = {int(pages)}")
+
     def close(self) -> None:
         if self.builder is not None:
             self.builder.abort()
             self.builder = None
+        self._checkpoint()
         self._locks.close()
 
 
