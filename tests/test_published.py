@@ -433,3 +433,21 @@ def test_keys_are_gathered_in_blocks_with_the_same_result(built, monkeypatch) ->
     blocks = usearch_file.parse(path, layout)
     assert whole is not None and blocks is not None and len(whole.slot_keys) == N
     assert np.array_equal(whole.slot_keys, blocks.slot_keys) and np.array_equal(whole.offsets, blocks.offsets)
+
+
+def test_publishing_holds_one_block_of_the_file_in_memory_at_a_time(tmp_path, monkeypatch) -> None:
+    """The seal reads every node and vector of the file through a mapping; it drops the pages it
+    has read after each block (the graph's keys, SQLite's vectors, the matrix's digest), so a
+    bulk insert's parent does not peak at the file's size (it did: 306 MiB at 100k x 768, above
+    the float32 input). The seal it writes is the same."""
+    st, _ = _make(tmp_path, monkeypatch, 21)
+    path, row = _file(st), _row(st)
+    before = published.seal_path(path).read_bytes()
+    calls: list[int] = []
+    real = usearch_file.release
+    monkeypatch.setattr(usearch_file, "release", lambda mm: (calls.append(len(mm)), real(mm)))
+    monkeypatch.setattr(usearch_file, "_GATHER", 100)  # 6 blocks of node keys
+    monkeypatch.setattr(published, "_VERIFY_BYTES", 4 * DIMS * 256)  # 3 batches of SQLite's vectors
+    published.seal(path, row, st.conn(), max_key=row["ann_max_key"], seq=row["ann_seq"])
+    assert len(calls) >= 6 + 3 + 1 and set(calls) == {path.stat().st_size}
+    assert published.seal_path(path).read_bytes() == before

@@ -21,7 +21,7 @@ bytes per vector than the graph will hold, so the child's peak memory is still i
 Protocol on the child's stdin: one JSON line (the index row, the directory), then frames of
 `<q n><q expect>` + n u64 keys + n vectors (`expect`: the nodes the graph should reach,
 estimated from the input's size; 0 when unknown), as float16 for an f16 file (the parent
-checks that float16 holds them, `published.fits`) and float32 otherwise; `<q -1><q seq>` means
+checks that float16 holds them, `published.close_rows`) and float32 otherwise; `<q -1><q seq>` means
 "committed: publish". EOF without it means "rolled back": the child exits and writes nothing.
 On stdout: one JSON line.
 """

@@ -127,8 +127,8 @@ def seal(path: Path, row: dict[str, Any], conn: sqlite3.Connection, *, max_key: 
                 mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
             mat = np.frombuffer(mm, dtype=scalar, count=parsed.rows * row["dimensions"],
                                 offset=parsed.matrix_offset).reshape(parsed.rows, row["dimensions"])
-            _verify(conn, row, max_key, keys, slots, mat)
-            matrix = _digest(memoryview(mm)[parsed.matrix_offset:parsed.matrix_offset + mat.nbytes])
+            _verify(conn, row, max_key, keys, slots, mat, lambda: usearch_file.release(mm))
+            matrix = _digest_mapped(mm, parsed.matrix_offset, mat.nbytes)
             del mat, mm
             assert parsed.offsets is not None
             offsets = parsed.offsets
@@ -140,12 +140,29 @@ def seal(path: Path, row: dict[str, Any], conn: sqlite3.Connection, *, max_key: 
     _write(seal_path(path), head, keys, slots, offsets)
 
 
+_VERIFY_BYTES = 8 << 20  # of SQLite's vectors checked at a time: the seal's memory is a few of these
+
+
+def _digest_mapped(mm: mmap.mmap, start: int, length: int) -> str:
+    h = hashlib.sha256()
+    view = memoryview(mm)
+    try:
+        for at in range(start, start + length, 4 * _VERIFY_BYTES):
+            h.update(view[at:min(at + 4 * _VERIFY_BYTES, start + length)])
+            usearch_file.release(mm)
+    finally:
+        view.release()
+    return h.hexdigest()
+
+
 def _verify(conn: sqlite3.Connection, row: dict[str, Any], max_key: int, keys: np.ndarray, slots: np.ndarray,
-            mat: np.ndarray) -> None:
+            mat: np.ndarray, release: Callable[[], None] = lambda: None) -> None:
+    """Every live record up to `max_key` is in `mat` (rows `slots` of `keys`) with SQLite's
+    vector; `release` is called after each batch (the caller drops the mapped pages read)."""
     dims = row["dimensions"]
     cur = conn.execute("SELECT key, vec FROM vectors WHERE index_id = ? AND key <= ? ORDER BY key",
                        (row["id"], max_key))
-    while batch := cur.fetchmany(8192):
+    while batch := cur.fetchmany(max(256, _VERIFY_BYTES // (4 * dims))):
         want = np.fromiter((k for k, _ in batch), dtype=np.int64, count=len(batch))
         pos = np.searchsorted(keys, want)
         pos[pos >= len(keys)] = 0
@@ -160,6 +177,7 @@ def _verify(conn: sqlite3.Connection, row: dict[str, Any], max_key: int, keys: n
                 raise SealError("a vector in it differs from SQLite's")
         elif not close_rows(mat[slots[pos]], np.frombuffer(blob, dtype=np.float32).reshape(len(batch), dims)).all():
             raise SealError("a vector in it is not SQLite's within float16's precision")
+        release()
 
 
 def _write(target: Path, head: dict[str, Any], keys: np.ndarray, slots: np.ndarray, offsets: np.ndarray) -> None:

@@ -101,6 +101,13 @@ def matches(meta: dict[str, Any], dims: int, metric_kind: str, dtype: str) -> bo
 _GATHER = 1 << 16  # nodes whose keys `parse` gathers at once
 
 
+def release(mm: mmap.mmap) -> None:
+    """Drop the pages of a read-only file mapping that this process has touched (they stay in
+    the page cache): a pass over a whole file then holds at most one block of it in its RSS."""
+    if hasattr(mmap, "MADV_DONTNEED"):
+        mm.madvise(mmap.MADV_DONTNEED)
+
+
 @dataclass(slots=True)
 class Parsed:
     """What the layout says about one file: its exact size, and its matrix and slot keys."""
@@ -152,6 +159,7 @@ def parse(path: Path, layout: Layout, *, keys: bool = True) -> Parsed | None:
                 for lo in range(0, n, _GATHER):  # in blocks: a gather's index array is 64 bytes a node
                     at = starts[lo:lo + _GATHER]
                     slot_keys[lo:lo + len(at)] = buf[at[:, None] + byte].view("<i8").reshape(-1)
+                    release(mm)
                 del buf
     if not keys:
         return Parsed(rows, bpv, layout.matrix_offset, size, slot_keys)
