@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 
 from vzcli.errors import InvalidVector, Unparsable, VzError
-from vzcli.records import Record, parse_record, settle_values
+from vzcli.records import Record, check_id, check_metadata, check_namespace, parse_record, settle_values
+
+try:
+    import simdjson
+except ImportError:  # pragma: no cover (a dependency; without it every line takes the orjson path)
+    simdjson = None  # type: ignore[assignment]
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
@@ -41,7 +46,8 @@ def read_records(stream: BinaryIO, dims: int, source: str, *, discard: bool = Fa
     is yielded once its batch is settled, and errors are still raised (or recorded) in line order.
     """
     lineno = 0
-    pending: list[tuple[int, Record, list[object]]] = []
+    pending: list[tuple[int, Record, list[object] | bytes]] = []
+    parser = simdjson.Parser() if simdjson is not None else None
 
     def fail(err: VzError, at: int) -> None:
         if not discard:
@@ -76,6 +82,12 @@ def read_records(stream: BinaryIO, dims: int, source: str, *, discard: bool = Fa
         line = raw.strip()
         if not line:
             continue
+        plain = _plain(parser, line, dims) if parser is not None else None
+        if plain is not None:
+            pending.append((lineno, plain, line))
+            if len(pending) >= BATCH:
+                yield from settle()
+            continue
         try:
             try:
                 obj = orjson.loads(line)
@@ -90,6 +102,39 @@ def read_records(stream: BinaryIO, dims: int, source: str, *, discard: bool = Fa
         pending.append((lineno, rec, obj["values"]))
         if len(pending) >= BATCH:
             yield from settle()
+
+
+def _plain(parser: Any, line: bytes, dims: int) -> Record | None:
+    """The record on `line`, read by simdjson without a Python float per value, if the line is
+    plain; None for anything else, which the orjson path reads, and reports, as it always has.
+
+    Plain: a JSON object (no byte order mark) with distinct keys, whose only array is `values`
+    (so it is flat: simdjson's `as_buffer` would flatten a nested one), holding `dims` numbers
+    (`as_buffer` refuses booleans, nulls and strings), and whose id, namespace and metadata pass
+    `parse_record`'s checks. simdjson validates the whole document (UTF-8, escapes, numbers a
+    double can hold, no trailing content) before anything is read from it. The values stay
+    float64 until `settle_values` converts and range-checks them with the batch."""
+    first = line.find(b"[")
+    if line[:1] != b"{" or first < 0 or line.find(b"[", first + 1) >= 0:
+        return None
+    try:
+        doc = parser.parse(line)
+        if not isinstance(doc, simdjson.Object):
+            return None
+        keys = list(doc.keys())
+        if len(keys) != len(set(keys)) or "id" not in keys or "values" not in keys:
+            return None
+        vals = doc["values"]
+        if not isinstance(vals, simdjson.Array) or len(vals) != dims:
+            return None
+        values: Any = vals.as_buffer(of_type="d")
+        vid, ns, md = doc["id"], doc.get("namespace"), doc.get("metadata")
+        meta: Any = md.as_dict() if isinstance(md, simdjson.Object) else md
+        del doc, vals, md  # the parser is reused: nothing may still point into its document
+        rec = Record(check_id(vid), values, check_namespace(ns), *check_metadata(meta))
+    except (ValueError, RuntimeError, TypeError, KeyError, InvalidVector):
+        return None
+    return rec
 
 
 def _short(e: Exception) -> str:

@@ -196,29 +196,45 @@ def _numbers(values: Any, dims: int, vid: str) -> array.array[float]:
     raise AssertionError("unreachable")
 
 
-def settle_values(records: list[Record], raw: list[list[Any]], dims: int) -> list[InvalidVector | None]:
-    """Finish `parse_record(..., batched=True)` for `records` (their `raw` values lists): each
-    record's values become a float32 array, or its entry in the result is the error
-    `check_vector` gives it (None for the good ones)."""
+def settle_values(records: list[Record], raw: list[list[Any] | bytes], dims: int) -> list[InvalidVector | None]:
+    """Finish `parse_record(..., batched=True)` for `records`: each record's values become a
+    float32 array, or its entry in the result is the error `check_vector` gives it (None for the
+    good ones). `raw`: each record's values list, or the line of a record `ndjson` read with
+    simdjson (its values are float64 and cannot hold a boolean; the line is read again only to
+    report an error)."""
     if not records:
         return []
-    parts: list[Any] = [r.values for r in records]  # array.array("f") each (`_numbers`)
-    mat = np.frombuffer(b"".join(parts), dtype=np.float32).reshape(len(records), dims)
+    mat = _rows([r.values for r in records], dims)
     with np.errstate(over="ignore", invalid="ignore"):
         ok: Any = np.isfinite(mat).all(axis=1)
         zero_one: Any = (mat * mat == mat).any(axis=1)  # a boolean may hide where a value is 0 or 1
     out: list[InvalidVector | None] = []
     for i, rec in enumerate(records):
-        if ok[i] and not (zero_one[i] and bool in map(type, raw[i])):
+        values = raw[i]
+        if ok[i] and not (zero_one[i] and not isinstance(values, bytes) and bool in map(type, values)):
             rec.values = mat[i]
             out.append(None)
             continue
         try:
-            rec.values = check_vector(raw[i], dims, rec.id)
+            rec.values = check_vector(orjson.loads(values)["values"] if isinstance(values, bytes) else values,
+                                      dims, rec.id)
             out.append(None)
         except InvalidVector as e:
             out.append(e)
     return out
+
+
+def _rows(parts: list[Any], dims: int) -> np.ndarray:
+    """float32 rows from array.array("f") parts and float64 buffers (rounded to nearest, as C's
+    double-to-float conversion in array.array rounds: a row gets the same bits either way)."""
+    f32 = [isinstance(p, array.array) for p in parts]
+    if all(f32):
+        return np.frombuffer(b"".join(parts), dtype=np.float32).reshape(len(parts), dims)
+    with np.errstate(over="ignore"):
+        if not any(f32):
+            return np.frombuffer(b"".join(parts), dtype=np.float64).reshape(len(parts), dims).astype(np.float32)
+        return np.stack([np.frombuffer(p, dtype=np.float32 if f else np.float64).astype(np.float32, copy=False)
+                         for p, f in zip(parts, f32, strict=True)])
 
 
 def _jtype(v: Any) -> str:
