@@ -363,8 +363,10 @@ def test_ef_search_follows_the_graph_size() -> None:
 def test_ef_construction_follows_the_graph_size() -> None:
     from vzcli.ann import ef_construction_for
 
-    assert [ef_construction_for(n, 64) for n in (0, 1000, 1_000_000, 1_000_001, 2_000_000, 5_000_000, 20_000_000,
-                                                 10**9)] == [64, 64, 64, 72, 88, 128, 240, 256]
+    assert [ef_construction_for(n, 64) for n in (0, 1000, 1_000_000, 1_000_001, 1_050_000, 1_200_000, 2_000_000,
+                                                 5_000_000, 20_000_000, 10**9)] == \
+        [64, 64, 64, 64, 64, 72, 88, 128, 232, 256]  # no step just past 1M (a builder's estimate of 1M)
+    assert ef_construction_for(1_000_001, 98) == 98  # rounding never goes below the index's setting
     assert ef_construction_for(5_000_000, 300) == 300  # never below the index's own setting
 
 
@@ -397,9 +399,9 @@ def test_a_rebuild_adds_every_node_at_the_ef_construction_of_its_final_size(tmp_
     lines = "".join(json.dumps({"id": f"v{i}", "values": rng.standard_normal(DIMS).tolist()}) + "\n" for i in range(900))
     be.insert("g", io.BytesIO(lines.encode()))
     out = be.optimize("g")
-    assert out["annNodes"] == 900 and out["efConstruction"] == ann.ef_construction_for(900, 64) == 128
-    assert len(seen) == 1 and seen[0] == (900, 128)  # one block (CHUNK rows), at 900's ef_construction
+    assert out["annNodes"] == 900 and out["efConstruction"] == ann.ef_construction_for(900, 64) == 120
+    assert len(seen) == 1 and seen[0] == (900, 120)  # one block (CHUNK rows), at 900's ef_construction
     seen.clear()
     monkeypatch.setattr(ann, "CHUNK", 100)
     assert be.optimize("g")["action"] == "rebuild"
-    assert [s for s, _ in seen] == list(range(100, 1000, 100)) and {e for _, e in seen} == {128}
+    assert [s for s, _ in seen] == list(range(100, 1000, 100)) and {e for _, e in seen} == {120}

@@ -65,18 +65,6 @@ def check_namespace(ns: Any) -> str | None:
 _F32_ROUNDS_TO_INF = 2.0**128 - 2.0**103
 
 
-def _screen(m: np.ndarray) -> tuple[Any, Any]:
-    """Over the last axis of float64 values: whether each row is finite and rounds to finite
-    float32, and whether it holds a 0 or a 1 (where a boolean may hide). A value equals its square
-    only if it is 0 or 1; squares are taken only of values in range, so no overflow warning can
-    reach the user."""
-    a = np.abs(m)
-    ok = a.max(axis=-1) < _F32_ROUNDS_TO_INF  # False for NaN too
-    if not ok.all():
-        a = np.where(a < _F32_ROUNDS_TO_INF, a, 2.0)  # 2: neither 0 nor 1, and squares in range
-    return ok, (a * a == a).any(axis=-1)
-
-
 def check_vector(values: Any, dims: int, vid: str, *, code: int = CODE_DIMENSIONS,
                  what: str = "vector") -> np.ndarray:
     """`values` as float32, exactly `dims` finite numbers that fit in float32."""
@@ -86,17 +74,17 @@ def check_vector(values: Any, dims: int, vid: str, *, code: int = CODE_DIMENSION
     if len(values) != dims:
         raise InvalidVector(prefix + f"expected {dims} dimensions, and got {len(values)} dimensions", code=code)
     # the usual case, numbers: one pass that takes nothing else (no string, null or nested array;
-    # faster than numpy's own conversion, which first discovers the list's type and shape), then
-    # `_screen`; booleans pass as 0.0 and 1.0, so only a vector holding one of those needs the
-    # (slower) look at each value's type
+    # faster than numpy's own conversion, which first discovers the list's type and shape) straight
+    # to float32, where C's double-to-float conversion rounds to nearest: a value becomes infinite
+    # exactly when it is _F32_ROUNDS_TO_INF or more in magnitude, and NaN stays NaN. Booleans pass
+    # as 0.0 and 1.0, so only a vector holding one of those needs the (slower) look at each type.
     try:
-        arr = np.frombuffer(array.array("d", values), dtype=np.float64)
+        f32 = np.frombuffer(array.array("f", values), dtype=np.float32)
     except (TypeError, ValueError, OverflowError):
-        arr = None
-    if arr is not None:
-        ok, zero_one = _screen(arr)
-        if ok and not (zero_one and bool in map(type, values)):
-            return arr.astype(np.float32)
+        f32 = None
+    if f32 is not None and bool(np.isfinite(f32).all()):
+        if not (bool((f32 == 0).any() or (f32 == 1).any()) and bool in map(type, values)):
+            return f32
     try:
         arr = np.array(values)
     except (TypeError, ValueError, OverflowError):
