@@ -71,7 +71,7 @@ def ef_construction_for(nodes: int, base: int) -> int:
     docs/ann.md). So `base` up to 1M nodes, then growing as nodes ** 0.43 (x2 at 5M), capped.
     Rounded to the nearest multiple of 8, not up: a bulk insert's builder adds nodes at the size it
     estimates the input will reach (`annbuild`), and an estimate a hair above 1M must not build a
-    heavier graph than 1M does (rounding up made it 72, 12% more build work, in one run of two)."""
+    heavier graph than 1M does (rounding up gave 72 for 1,000,001)."""
     if nodes <= EFC_BASE_NODES:
         return base
     grown = max(base, 8 * round(base * (nodes / EFC_BASE_NODES) ** EFC_GROWTH / 8))
