@@ -21,7 +21,7 @@ bytes per vector than the graph will hold, so the child's peak memory is still i
 Protocol on the child's stdin: one JSON line (the index row, the directory), then frames of
 `<q n><q expect>` + n u64 keys + n vectors (`expect`: the nodes the graph should reach,
 estimated from the input's size; 0 when unknown), as float16 for an f16 file (the parent
-checks that float16 holds them, `published.close_rows`) and float32 otherwise; `<q -1><q seq>` means
+checks that float16 holds them, `published.as_f16`) and float32 otherwise; `<q -1><q seq>` means
 "committed: publish". EOF without it means "rolled back": the child exits and writes nothing.
 On stdout: one JSON line.
 """
@@ -40,7 +40,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import orjson
 
-from vzcli.published import SCALARS, close_rows
+from vzcli.published import SCALARS, as_f16
 
 _ROW_KEYS = ("id", "name", "dimensions", "metric", "dtype", "connectivity", "expansion_add", "expansion_search")
 BUFFER = 1 << 30  # bytes of vectors the child holds ahead of its build; past this the parent waits
@@ -53,7 +53,6 @@ class Builder:
         self.row = row
         self.nodes = 0
         self.max_key = 0
-        self.f16 = row["dtype"] == "f16"
         # a fixed mmap threshold: each frame the child frees goes back to the system at once
         # (glibc's adaptive threshold would keep the buffer's peak in the heap)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), MALLOC_MMAP_THRESHOLD_="131072")
@@ -70,10 +69,9 @@ class Builder:
         if not len(keys):
             return True
         assert self.proc.stdin is not None
-        if self.f16:
-            with np.errstate(over="ignore"):
-                h = vecs.astype(np.float16)
-            if not close_rows(h, vecs).all():
+        if self.row["dtype"] == "f16":
+            h = as_f16(vecs)
+            if h is None:
                 return False
             vecs = h
         self.proc.stdin.write(struct.pack("<qq", len(keys), expect))

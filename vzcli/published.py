@@ -53,10 +53,15 @@ def fits(vecs: np.ndarray, dtype: str) -> bool:
     bound queries rely on (`close_rows`: float16 rounds each component to 2^-11 of itself, so rows
     of ordinary values pass by a factor of two; values past 65,504, or rows so small that float16
     flushes them, do not)."""
-    if dtype != "f16" or not len(vecs):
-        return True
+    return dtype != "f16" or not len(vecs) or as_f16(vecs) is not None
+
+
+def as_f16(vecs: np.ndarray) -> np.ndarray | None:
+    """The float16 copy of the float32 matrix `vecs` if it holds every row within `close_rows`'
+    bound (what an f16 file stores), else None."""
     with np.errstate(over="ignore"):
-        return bool(close_rows(vecs.astype(np.float16), vecs).all())
+        h = vecs.astype(np.float16)
+    return h if close_rows(h, vecs).all() else None
 
 
 def close_rows(h: np.ndarray, vecs: np.ndarray) -> np.ndarray:

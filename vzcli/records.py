@@ -65,6 +65,13 @@ def check_namespace(ns: Any) -> str | None:
 _F32_ROUNDS_TO_INF = 2.0**128 - 2.0**103
 
 
+def _screen(m: np.ndarray) -> tuple[Any, Any]:
+    """Over the last axis of float32 values: whether each row is finite (a value past float32's
+    range became infinite on conversion), and whether it holds a 0 or a 1 (where a boolean may
+    hide). The one check of a single vector (`check_vector`) and of a batch (`settle_values`)."""
+    return np.isfinite(m).all(axis=-1), ((m == 0) | (m == 1)).any(axis=-1)
+
+
 def check_vector(values: Any, dims: int, vid: str, *, code: int = CODE_DIMENSIONS,
                  what: str = "vector") -> np.ndarray:
     """`values` as float32, exactly `dims` finite numbers that fit in float32."""
@@ -82,8 +89,9 @@ def check_vector(values: Any, dims: int, vid: str, *, code: int = CODE_DIMENSION
         f32 = np.frombuffer(array.array("f", values), dtype=np.float32)
     except (TypeError, ValueError, OverflowError):
         f32 = None
-    if f32 is not None and bool(np.isfinite(f32).all()):
-        if not (bool((f32 == 0).any() or (f32 == 1).any()) and bool in map(type, values)):
+    if f32 is not None:
+        ok, zero_one = _screen(f32)
+        if ok and not (zero_one and bool in map(type, values)):
             return f32
     try:
         arr = np.array(values)
@@ -193,9 +201,7 @@ def settle_values(records: list[Record], raw: list[list[Any] | bytes], dims: int
     if not records:
         return []
     mat = _rows([r.values for r in records], dims)
-    with np.errstate(over="ignore", invalid="ignore"):
-        ok: Any = np.isfinite(mat).all(axis=1)
-        zero_one: Any = (mat * mat == mat).any(axis=1)  # a boolean may hide where a value is 0 or 1
+    ok, zero_one = _screen(mat)
     out: list[InvalidVector | None] = []
     for i, rec in enumerate(records):
         values = raw[i]

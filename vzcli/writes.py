@@ -374,13 +374,15 @@ class _BulkBuild:
 
     def _checkpoint(self) -> None:
         """Copy the committed write into the database file (what the commit would have done) and
-        put the connection's automatic checkpoints back."""
+        put the connection's automatic checkpoints back. Inside the write (the builder was dropped
+        halfway), only the latter: the commit then checkpoints as any commit does."""
         if self._autocheckpoint is None:
             return
         conn, pages = self._autocheckpoint
         self._autocheckpoint = None
         try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            if not conn.in_transaction:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error:
             pass  # a reader or writer holds it up: the next commit's automatic checkpoint does it
         finally:
