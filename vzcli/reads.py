@@ -262,11 +262,14 @@ class Reads:
                                      (json_keys([key for _, key, _ in top]),)))
             if len(meta) < len(top):
                 return None
-        cosine = row["metric"] == "cosine"
+        sign = -1.0 if row["metric"] == "cosine" else 1.0
+        info, fv, newer = opened.fv._info, opened.fv, held_ids or []
         matches = []
-        for (d, key, _), (vid, ns, vec) in zip(top, _from_memory(top, opened.fv, held, held_ids, values), strict=True):
+        for d, key, p in top:  # `_from_memory`, inline: this is the per-query path
+            vid, ns = info[p] if p >= 0 else newer[-p - 1]
+            vec = (fv.row_bytes(p) if p >= 0 else held[1][-p - 1].tobytes()) if values else None
             md = (orjson.loads(meta[key]) if meta[key] else {}) if metadata else None
-            matches.append(_match(vid, -d if cosine else d, vec, md, ns))
+            matches.append(_match(vid, sign * d, vec, md, ns))
         return {"count": len(matches), "matches": matches}
 
     def _match_details(self, conn: sqlite3.Connection, row: dict[str, Any], plan: Any, hits: list[tuple[float, int]],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import math
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,27 @@ def _screen(m: np.ndarray) -> tuple[Any, Any]:
     return np.isfinite(m).all(axis=-1), ((m == 0) | (m == 1)).any(axis=-1)
 
 
+_PACKERS: dict[int, struct.Struct] = {}
+
+
+def _packed(values: list[Any], dims: int) -> np.ndarray | None:
+    """The usual case of a list of `dims` numbers, as read-only float32; None if an item is not a
+    number. One pass that takes nothing else (no string, null or nested array; faster than numpy's
+    own conversion, which first discovers the list's type and shape, and twice as fast as
+    `array.array("f")`, which parses a format string per item) straight to float32: struct's
+    native "f" is C's double-to-float conversion, as array's is (checked alike item by item in
+    tests/test_records.py), which rounds to nearest: a value becomes infinite exactly when it is
+    _F32_ROUNDS_TO_INF or more in magnitude, and NaN stays NaN. Booleans pass as 0.0 and 1.0, so
+    only a vector holding one of those needs the (slower) look at each type."""
+    packer = _PACKERS.get(dims)
+    if packer is None:
+        packer = _PACKERS[dims] = struct.Struct(f"@{dims}f")  # native: no overflow check, no padding
+    try:
+        return np.frombuffer(packer.pack(*values), dtype=np.float32)
+    except (struct.error, TypeError, ValueError, OverflowError):
+        return None
+
+
 def check_vector(values: Any, dims: int, vid: str, *, code: int = CODE_DIMENSIONS,
                  what: str = "vector") -> np.ndarray:
     """`values` as float32, exactly `dims` finite numbers that fit in float32."""
@@ -80,15 +102,7 @@ def check_vector(values: Any, dims: int, vid: str, *, code: int = CODE_DIMENSION
         raise InvalidVector(prefix + f"values must be an array of numbers, got {_jtype(values)}", code=code)
     if len(values) != dims:
         raise InvalidVector(prefix + f"expected {dims} dimensions, and got {len(values)} dimensions", code=code)
-    # the usual case, numbers: one pass that takes nothing else (no string, null or nested array;
-    # faster than numpy's own conversion, which first discovers the list's type and shape) straight
-    # to float32, where C's double-to-float conversion rounds to nearest: a value becomes infinite
-    # exactly when it is _F32_ROUNDS_TO_INF or more in magnitude, and NaN stays NaN. Booleans pass
-    # as 0.0 and 1.0, so only a vector holding one of those needs the (slower) look at each type.
-    try:
-        f32 = np.frombuffer(array.array("f", values), dtype=np.float32)
-    except (TypeError, ValueError, OverflowError):
-        f32 = None
+    f32 = _packed(values, dims)
     if f32 is not None:
         ok, zero_one = _screen(f32)
         if ok and not (zero_one and bool in map(type, values)):

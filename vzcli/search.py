@@ -293,13 +293,13 @@ def resident_top(opened: ann.Opened, row: dict[str, Any], q: np.ndarray, k: int,
     pos = fv.lookup(keys)
     if pos is None:
         return None
-    mat = fv.mat32[pos] if fv.mat32 is not None else fv.mat[fv.slots[pos]]
+    mat = fv.mat32.take(pos, axis=0) if fv.mat32 is not None else fv.mat[fv.slots[pos]]
     norms = None
     if held is not None:
         keys, mat = np.concatenate([keys, held[0]]), np.concatenate([mat, held[1]])
         pos = np.concatenate([pos, -1 - np.arange(len(held[0]), dtype=pos.dtype)])
     elif row["metric"] == "cosine":
-        norms = fv.norms(row_norms)[pos]
+        norms = fv.norms(row_norms).take(pos)
     d = distances(row["metric"], q, mat, norms)
     return sorted(zip(d.tolist(), keys.tolist(), pos.tolist(), strict=True))[:k]
 
