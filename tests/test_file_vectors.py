@@ -226,3 +226,30 @@ def test_dead_among_finds_exactly_the_dead_keys(n: int) -> None:
     assert dead_among(conn, 1, list(range(n))) == set(range(0, n, 3))
     assert dead_among(conn, 2, list(range(n))) == {1}
     assert dead_among(conn, 1, []) == set()
+
+
+def test_float16_fast_check_never_passes_a_row_the_full_check_refuses() -> None:
+    """`published._surely_close` (a sufficient condition, to skip `close_rows`) against the full
+    check, row by row, over random rows and rows at float16's edges: whenever it passes a row,
+    the full check does too, and `as_f16` decides every matrix as the full check alone does."""
+    rng = np.random.default_rng(3)
+    dims = 64
+    rows = [rng.standard_normal(dims) * s for s in 10.0 ** rng.uniform(-9, 5, 400)]
+    edge = [np.full(dims, 65503.9), np.full(dims, 65504.0), np.full(dims, 65519.0), np.zeros(dims),
+            np.r_[1.0, np.zeros(dims - 1)] * 1e-7, np.full(dims, 6e-5), np.full(dims, 2.0**-24), np.full(dims, 3e-8),
+            np.full(dims, np.sqrt(2.0**-29)), np.full(dims, np.sqrt(2.0**-29) * 0.999), np.r_[np.nan, np.ones(dims - 1)],
+            np.r_[np.inf, np.ones(dims - 1)]]
+    for sub in (1e-5, 5e-6, 1e-6):  # a row whose norm sits just above the threshold, in float16's subnormals
+        edge.append(np.where(np.arange(dims) % 2, sub, -sub))
+    checked = 0
+    for v in rows + edge:
+        m = np.asarray(v, dtype=np.float32).reshape(1, dims)
+        with np.errstate(over="ignore"):
+            h = m.astype(np.float16)
+        full = bool(published.close_rows(h, m).all())
+        if published._surely_close(m):
+            assert full, v
+            checked += 1
+        got = published.as_f16(m)
+        assert (got is not None) == full and (got is None or np.array_equal(got, h, equal_nan=True))
+    assert checked > 200  # the fast check decides most ordinary rows
