@@ -148,7 +148,14 @@ def seal(path: Path, row: dict[str, Any], conn: sqlite3.Connection, *, max_key: 
             # the digest runs beside the check (hashlib and SQLite's reads release the GIL): the
             # seal is the serial tail of a bulk insert (docs/write-path.md)
             digest: list[str] = []
-            worker = threading.Thread(target=lambda: digest.append(_digest_mapped(mm, parsed.matrix_offset, mat.nbytes)))
+
+            def hash_matrix() -> None:
+                try:
+                    digest.append(_digest_mapped(mm, parsed.matrix_offset, mat.nbytes))
+                except (OSError, ValueError, BufferError):
+                    pass  # no digest: a SealError below, never a traceback from the thread
+
+            worker = threading.Thread(target=hash_matrix)
             worker.start()
             try:
                 _verify(conn, row, max_key, keys, slots, mat, lambda: usearch_file.release(mm))
