@@ -263,11 +263,8 @@ class Reads:
             if len(meta) < len(top):
                 return None
         sign = -1.0 if row["metric"] == "cosine" else 1.0
-        info, fv, newer = opened.fv._info, opened.fv, held_ids or []
         matches = []
-        for d, key, p in top:  # `_from_memory`, inline: this is the per-query path
-            vid, ns = info[p] if p >= 0 else newer[-p - 1]
-            vec = (fv.row_bytes(p) if p >= 0 else held[1][-p - 1].tobytes()) if values else None
+        for (d, key, _), (vid, ns, vec) in zip(top, _from_memory(top, opened.fv, held, held_ids, values), strict=True):
             md = (orjson.loads(meta[key]) if meta[key] else {}) if metadata else None
             matches.append(_match(vid, sign * d, vec, md, ns))
         return {"count": len(matches), "matches": matches}
@@ -334,17 +331,20 @@ def _resident_query(conn: sqlite3.Connection, snap: Snapshot, store: Store, name
 
 
 def _from_memory(top: list[tuple[float, int, int]], fv: Any, held: tuple[Any, Any] | None,
-                 held_ids: list[tuple[str, str | None]] | None, values: bool) -> Iterator[tuple[str, str | None, Any]]:
+                 held_ids: list[tuple[str, str | None]] | None, values: bool) -> list[tuple[str, str | None, Any]]:
     """(id, namespace, float32 bytes or None) of each of `resident_top`'s hits, from memory: the
-    file's (position p >= 0) or the held delta's (row -p - 1)."""
+    file's (position p >= 0) or the held delta's (row -p - 1). A list, not a generator: this is
+    the per-query path, and a generator's resumptions cost more than the list."""
+    info, newer, out = fv._info, held_ids or [], []
     for _, _, p in top:
         if p >= 0:
-            vid, ns = fv._info[p]
-            yield vid, ns, fv.row_bytes(p) if values else None
+            vid, ns = info[p]
+            out.append((vid, ns, fv.row_bytes(p) if values else None))
         else:
-            assert held is not None and held_ids is not None
-            vid, ns = held_ids[-p - 1]
-            yield vid, ns, held[1][-p - 1].tobytes() if values else None
+            assert held is not None
+            vid, ns = newer[-p - 1]
+            out.append((vid, ns, held[1][-p - 1].tobytes() if values else None))
+    return out
 
 
 def check_query_options(top_k: Any, return_values: bool, return_metadata: str) -> None:
