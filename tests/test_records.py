@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from vzcli.errors import InvalidVector
-from vzcli.records import _F32_ROUNDS_TO_INF, _packed, check_vector
+from vzcli.records import _F32_ROUNDS_TO_INF, _finite_without_bools, _packed, _screen, check_vector
 
 F32_MAX = float(np.finfo(np.float32).max)
 
@@ -47,8 +47,7 @@ def _array(values: list) -> bytes | None:
 def test_packed_matches_array_item_by_item(item) -> None:
     values = [0.5, item, -2.0]
     got = _packed(values, 3)
-    want = _array(values)
-    assert (got.tobytes() if got is not None else None) == want
+    assert got == _array(values)
     assert (got is None) == any(item is x for x in NOT_NUMBERS)
 
 
@@ -59,8 +58,7 @@ def test_packed_matches_numpy_bit_for_bit_over_random_doubles() -> None:
                               (rng.random(20000) * 2 - 1) * 3.5e38])
     with np.errstate(over="ignore"):
         want = doubles.astype(np.float32)
-    got = _packed(doubles.tolist(), len(doubles))
-    assert got is not None and got.tobytes() == want.tobytes()
+    assert _packed(doubles.tolist(), len(doubles)) == want.tobytes()
 
 
 def test_check_vector_results_and_errors() -> None:
@@ -77,3 +75,37 @@ def test_check_vector_results_and_errors() -> None:
             check_vector(values, 4, "v")
         assert e.value.message == f'invalid vector for id="v", {message}', values
     assert check_vector([1, 0, 1.0, 0.0], 4, "").tolist() == [1.0, 0.0, 1.0, 0.0]  # numbers, not booleans
+
+
+def test_one_vector_screen_equals_the_batch_screen() -> None:
+    """`_finite_without_bools` (one vector) decides as `_screen` (the batch check) plus the look
+    for booleans does, over vectors with zeros, ones, booleans, infinities, NaN, values at
+    float32's edge, and values whose bytes hold a 0 or a 1 across two floats."""
+    rng = np.random.default_rng(11)
+    specials = [0.0, -0.0, 1.0, True, False, float("inf"), float("-inf"), float("nan"), F32_MAX, -F32_MAX,
+                2.0, 0.5, 2.0**-149, 1 / 3]
+    cases = [[float(x) for x in rng.standard_normal(16)] for _ in range(200)]
+    for _ in range(2000):
+        v = [float(x) for x in rng.standard_normal(16)]
+        for i in rng.choice(16, rng.integers(1, 5), replace=False):
+            v[i] = specials[rng.integers(len(specials))]
+        cases.append(v)
+    # 2^-126 is 00 00 80 00: two of them side by side put 00 00 80 3f nowhere, but 0.5 (00 00 00 3f)
+    # after 2^-126 puts "00 00 80 00 00 00 00 3f": four zero bytes across two values
+    cases += [[F32_MAX] * 16, [2.0**-126, 0.5] * 8]
+    seen_bool = 0
+    for v in cases:
+        raw = _packed(v, 16)
+        assert raw is not None
+        f32 = np.frombuffer(raw, dtype=np.float32)
+        ok, zero_one = _screen(f32)
+        want = bool(ok) and not (bool(zero_one) and bool in map(type, v))
+        assert _finite_without_bools(raw, f32, v) == want, v
+        seen_bool += bool in map(type, v)
+        try:
+            out = check_vector(v, 16, "")
+        except InvalidVector:
+            assert not want
+        else:
+            assert want and out.tobytes() == raw
+    assert seen_bool > 100
