@@ -7,8 +7,10 @@ Usage::
 Both run in this process, alternating query by query (and which goes first; `--blocks`: all of
 vz's queries, then all of usearch's), on the same queries (`bench/common.queries`
 at the index's dimensions), top-k 10. Raw usearch searches its own copy of the index's ANN file,
-loaded into memory as vz's resident copy is (`--raw-view`: a mapping of the file instead), at the
-same ef_search and count as vz (usearch's ef is max(ef_search, count)). Cost is measured
+loaded into memory (`--raw-view`: a mapping of the file instead), at the same ef_search and count
+as vz (usearch's ef is max(ef_search, count)). Like with like: vz searches an f16 file (the
+default) through its mapping, its resident copy being SQLite's float32 values (`make_resident`),
+so `--raw-view` for f16; an f32 file's resident copy is the file, searched in memory. Cost is measured
 as this thread's CPU time (`time.thread_time_ns`), which a loaded machine disturbs far less than
 wall time; wall time is printed too. One unmeasured pass of every query through both comes first. Prints one
 markdown row per round.
