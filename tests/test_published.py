@@ -451,3 +451,22 @@ def test_publishing_holds_one_block_of_the_file_in_memory_at_a_time(tmp_path, mo
     published.seal(path, row, st.conn(), max_key=row["ann_max_key"], seq=row["ann_seq"])
     assert len(calls) >= 6 + 3 + 1 and set(calls) == {path.stat().st_size}
     assert published.seal_path(path).read_bytes() == before
+
+
+def test_a_digest_that_fails_in_its_thread_is_a_seal_error_and_no_traceback(tmp_path, monkeypatch) -> None:
+    """The seal hashes the file's matrix in a thread beside its check against SQLite: an error
+    there refuses the seal (SealError, which the merge and the bulk insert handle) and never
+    reaches the thread's default hook, which would print a traceback to the user's terminal."""
+    st, _ = _make(tmp_path, monkeypatch, 22)
+    path, row = _file(st), _row(st)
+    before = published.seal_path(path).read_bytes()
+    hooked: list[Any] = []
+    monkeypatch.setattr(threading, "excepthook", hooked.append)
+
+    def fail(*_: Any) -> str:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(published, "_digest_mapped", fail)
+    with pytest.raises(published.SealError, match="its matrix could not be read"):
+        published.seal(path, row, st.conn(), max_key=row["ann_max_key"], seq=row["ann_seq"])
+    assert hooked == [] and published.seal_path(path).read_bytes() == before
