@@ -249,3 +249,27 @@ def test_efc_recall_prints_the_build_and_a_line_per_ef(tmp_path: Path) -> None:
     assert [ln["ef"] for ln in lines[1:]] == [16, 64]
     assert all(0.0 <= ln["recall@10"] <= 1.0 and ln["cpu_ms_per_query"] > 0 for ln in lines[1:])
     assert lines[2]["recall@10"] >= 0.9  # a 2,000-node graph searched at ef 64 is near-exact
+
+
+def test_efc_recall_builds_in_blocks_and_reads_a_vz_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--blocks` / `--one-thread-first` build as vz's bulk-insert builder is fed; `--store` searches
+    a vz index's own file, its keys mapped to row numbers: a store holding the same rows scores
+    like a build of them."""
+    r = _run(tmp_path, "bench/efc_recall.py", "--size", "2000x8", "--efc", "64", "--ef", "64", "--queries", "20",
+             "--blocks", "300", "--one-thread-first", "600")
+    assert r.returncode == 0, r.stderr[-2000:]
+    head, line = (json.loads(ln) for ln in r.stdout.splitlines())
+    assert head["blocks"] == 300 and head["one_thread_first"] == 600 and line["recall@10"] >= 0.9
+    from bench import common
+
+    monkeypatch.setattr(common, "OUT", tmp_path / "out")  # the same cached data as the run above
+    nd = common.ndjson(2000, 8)
+    store = tmp_path / "store"
+    env = dict(os.environ, VZ_MERGE_THRESHOLD="100")
+    for args in (["create", "big", "--dimensions", "8", "--metric", "cosine"], ["insert", "big", "--file", str(nd)]):
+        subprocess.run([sys.executable, "-m", "vzcli", "--store", str(store), *args], env=env, check=True,
+                       capture_output=True)
+    r = _run(tmp_path, "bench/efc_recall.py", "--size", "2000x8", "--ef", "64", "--queries", "20", "--store", str(store))
+    assert r.returncode == 0, r.stderr[-2000:]
+    head, line = (json.loads(ln) for ln in r.stdout.splitlines())
+    assert head["store"] == str(store) and line["recall@10"] >= 0.9
