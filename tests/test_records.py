@@ -1,6 +1,7 @@
-"""The float32 conversion of a vector given as a list (`records._packed`, the first step of
-`check_vector`: query vectors and JSON bodies) against `array.array("f")` (the batch path's,
-`records._numbers`) and numpy, item by item: the same bits, or both refuse the item."""
+"""The float32 conversion of a vector given as a list (`records._packed`: `check_vector`'s first
+step, for query vectors and JSON bodies, and the batch path's `records._numbers`) against
+`array.array("f")` (what both used before) and numpy, item by item: the same bits, or both
+refuse the item."""
 
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import array
 import math
 import struct
 from dataclasses import dataclass
@@ -190,7 +189,7 @@ def _check_meta_object(obj: dict[str, Any], path: str, depth: int = 0) -> None:
 def parse_record(obj: Any, dims: int, *, batched: bool = False) -> Record:
     """Validate one decoded NDJSON object (raises InvalidVector / Unparsable).
 
-    `batched`: leave the values as an `array.array` of float32, checked for everything but their
+    `batched`: leave the values as packed float32 bytes (`_packed`), checked for everything but their
     range and booleans, which `settle_values` checks for many records at once (it costs one numpy
     call a check either way: per batch instead of per record)."""
     if not isinstance(obj, dict):
@@ -206,16 +205,15 @@ def parse_record(obj: Any, dims: int, *, batched: bool = False) -> Record:
     return Record(vid, values, ns, md, md_json)
 
 
-def _numbers(values: Any, dims: int, vid: str) -> array.array[float]:
-    """`values` as float32 if it is a list of `dims` numbers, else `check_vector`'s error.
-
-    A value past float32's range becomes infinite here, exactly when `check_vector` refuses it
-    (C's double-to-float conversion rounds to nearest: infinite from _F32_ROUNDS_TO_INF up)."""
+def _numbers(values: Any, dims: int, vid: str) -> bytes:
+    """`values` as packed float32 (`_packed`) if it is a list of `dims` numbers, else
+    `check_vector`'s error. A value past float32's range becomes infinite here, exactly when
+    `check_vector` refuses it (C's double-to-float conversion rounds to nearest: infinite from
+    _F32_ROUNDS_TO_INF up)."""
     if isinstance(values, list) and len(values) == dims:
-        try:
-            return array.array("f", values)
-        except (TypeError, ValueError, OverflowError):
-            pass
+        raw = _packed(values, dims)
+        if raw is not None:
+            return raw
     check_vector(values, dims, vid)  # raises: no other list gets here
     raise AssertionError("unreachable")
 
@@ -247,9 +245,10 @@ def settle_values(records: list[Record], raw: list[list[Any] | bytes], dims: int
 
 
 def _rows(parts: list[Any], dims: int) -> np.ndarray:
-    """float32 rows from array.array("f") parts and float64 buffers (rounded to nearest, as C's
-    double-to-float conversion in array.array rounds: a row gets the same bits either way)."""
-    f32 = [isinstance(p, array.array) for p in parts]
+    """float32 rows from packed float32 parts (`bytes`, `_numbers`) and float64 buffers
+    (simdjson's, rounded to nearest as C's double-to-float conversion in `_packed` rounds: a row
+    gets the same bits either way)."""
+    f32 = [isinstance(p, bytes) for p in parts]
     if all(f32):
         return np.frombuffer(b"".join(parts), dtype=np.float32).reshape(len(parts), dims)
     with np.errstate(over="ignore"):
