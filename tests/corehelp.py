@@ -137,3 +137,19 @@ def catalog_rows(store: Any) -> Any:
                 for t in ("indexes", "vectors", "metadata_indexes", "mvals", "dead_keys", "mutations")]
     finally:
         db.close()
+
+
+class SearchCalls:
+    """Counts calls of `search.search` (the general query path) while installed."""
+
+    def __init__(self, monkeypatch: Any) -> None:
+        from vzcli import search
+
+        self.n = 0
+        real = search.search
+
+        def counted(*a: Any, **kw: Any) -> Any:
+            self.n += 1
+            return real(*a, **kw)
+
+        monkeypatch.setattr(search, "search", counted)

@@ -220,7 +220,8 @@ def test_repeated_runs_report_medians_with_their_range() -> None:
                           "2.00 ms (1.00 ms-4.00 ms) | 2.00 ms (1.00 ms-4.00 ms) | ")
 
 
-def test_walk_cost_prints_a_row_per_ef(tmp_path: Path) -> None:
+def _store(path: Path, n: int, dims: int, seed: int) -> None:
+    """A store at `path` with index "p": `n` random normal vectors of `dims` (cosine)."""
     import io
 
     import numpy as np
@@ -228,11 +229,16 @@ def test_walk_cost_prints_a_row_per_ef(tmp_path: Path) -> None:
     from vzcli.local import LocalBackend
     from vzcli.store import Store
 
-    rng = np.random.default_rng(3)
-    be = LocalBackend(Store(tmp_path / "s"))
-    be.create_index("p", dimensions=16, metric="cosine")
-    be.insert("p", io.BytesIO("".join(json.dumps({"id": f"v{i}", "values": rng.standard_normal(16).tolist()}) + "\n"
-                                      for i in range(5000)).encode()))
+    rng = np.random.default_rng(seed)
+    be = LocalBackend(Store(path))
+    be.create_index("p", dimensions=dims, metric="cosine")
+    be.insert("p", io.BytesIO("".join(json.dumps({"id": f"v{i}", "values": rng.standard_normal(dims).tolist()}) + "\n"
+                                      for i in range(n)).encode()))
+    be.store.close()
+
+
+def test_walk_cost_prints_a_row_per_ef(tmp_path: Path) -> None:
+    _store(tmp_path / "s", 5000, 16, 3)
     r = _run(tmp_path, "bench/walk_cost.py", "--store", str(tmp_path / "s"), "--index", "p", "--queries", "3",
              "--efs", "16,32")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -273,3 +279,17 @@ def test_efc_recall_builds_in_blocks_and_reads_a_vz_store(tmp_path: Path, monkey
     assert r.returncode == 0, r.stderr[-2000:]
     head, line = (json.loads(ln) for ln in r.stdout.splitlines())
     assert head["store"] == str(store) and line["recall@10"] >= 0.9
+
+
+def test_bench_http_ab_prints_a_row_per_variant(tmp_path: Path) -> None:
+    import re
+
+    _store(tmp_path / "s", 300, 8, 4)
+    r = _run(tmp_path, "bench/bench_http_ab.py", "--store", str(tmp_path / "s"), "--index", "p", "--rounds", "2",
+             "--queries", "5", "--warm", "2", "--variant", "a=.", "--variant", "b=.:--read-threads=0")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith(("| a |", "| b |"))]
+    num = r"\d+\.\d{3}"
+    assert len(rows) == 2 and re.fullmatch(rf"\| a \| {num} \| {num} \| {num} \|  \|", rows[0]), rows
+    assert re.fullmatch(rf"\| b \| {num} \| {num} \| {num} \| \*\*\d+\.\d\dx\*\* \(\d+\.\d\d-\d+\.\d\d\) \|", rows[1]), rows
+    assert r.stdout.startswith("s/p (8-d), 2 rounds x 5 queries, one client")

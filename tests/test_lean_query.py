@@ -14,10 +14,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from corehelp import SearchCalls
 
 from vzcli import ann, search, snapshot, wal_index
 from vzcli.local import LocalBackend
@@ -60,18 +60,7 @@ def _room_for_a_descriptor(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wal_index, "MAX_FILES", len(wal_index._FDS) + 4)
 
 
-class Calls:
-    """Counts `search.search` (the general path) while installed."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.n = 0
-        real = search.search
-
-        def counted(*a: Any, **kw: Any) -> Any:
-            self.n += 1
-            return real(*a, **kw)
-
-        monkeypatch.setattr(search, "search", counted)
+Calls = SearchCalls
 
 
 def _queries(model: dict[str, np.ndarray]) -> list[np.ndarray]:

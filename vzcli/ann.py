@@ -184,11 +184,8 @@ def open_file(path: Path, row: dict[str, Any], *, walk: bool = False) -> Opened 
     if not stat.S_ISREG(st.st_mode):
         return None  # a FIFO or device in the file's place: opening it could block the query
     key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, walk)
-    with _LOCK:
-        cached = _OPEN.get(key)
+    cached = _cached(key, row)
     if cached is not None:
-        if cached.view.expansion_search != row["expansion_search"]:  # the catalog's setting changed
-            cached.view.expansion_search = row["expansion_search"]
         return cached
     s = published.read_seal(path, st, row)
     if s is None:
@@ -206,6 +203,24 @@ def open_file(path: Path, row: dict[str, Any], *, walk: bool = False) -> Opened 
             _OPEN.pop(old, None)
         _OPEN[key] = opened
     return opened
+
+
+def _cached(key: tuple[str, int, int, int, bool], row: dict[str, Any]) -> Opened | None:
+    with _LOCK:
+        cached = _OPEN.get(key)
+    if cached is not None and cached.view.expansion_search != row["expansion_search"]:  # the catalog's setting changed
+        cached.view.expansion_search = row["expansion_search"]
+    return cached
+
+
+def held_file(path: Path, row: dict[str, Any]) -> Opened | None:
+    """The file as this process already opened it for a resident reader (`open_file`'s cache), or
+    None: one stat, never a read, a check or a wait (`Reads.quick_query`, on vz serve's event loop)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _cached((str(path), st.st_ino, st.st_size, st.st_mtime_ns, False), row) if stat.S_ISREG(st.st_mode) else None
 
 
 def _walker(path: Path, s: published.Seal | str, row: dict[str, Any]) -> Opened | None:

@@ -24,12 +24,14 @@ from vzcli.errors import (
     TopKTooLarge,
     UsageError,
     VectorNotFound,
+    VzError,
 )
 from vzcli.snapshot import Snapshot, snapshot
 from vzcli.store import Store, json_keys
 
 Warn = Callable[[str], None]
 CURSOR_TTL = 3600
+QUICK_SCAN = 1 << 20  # floats (4 MiB) an exact scan may read in a query `quick_query` calls quick
 
 
 def _noop(_: str) -> None:
@@ -134,9 +136,7 @@ class Reads:
               top_k: int = limits.TOPK_DEFAULT, return_values: bool = False, return_metadata: str = "none",
               namespace: str | None = None, filter: Any = None, exact: bool = False,
               warn: Warn = _noop) -> dict[str, Any]:
-        check_query_options(top_k, return_values, return_metadata)
-        if (vector is None) == (vector_id is None):
-            raise UsageError("Either vector or vector-id parameter must be provided, but not both.")
+        check_query_args(top_k, return_values, return_metadata, vector, vector_id)
         if self.resident and vector is not None and (filter is None or filter == {}) and namespace is None and not exact \
                 and return_metadata != "indexed":
             answer = self._lean_query(name, vector, int(top_k), return_values, return_metadata == "all")
@@ -230,6 +230,73 @@ class Reads:
                 matches.append(_match(vid, search.score_of(row["metric"], dist), vec[0] if return_values else None,
                                       meta, ns))
             return {"count": len(matches), "matches": matches}
+
+    def quick_query(self, name: str, *, vector: list[float] | None = None, vector_id: str | None = None,
+                    top_k: int = limits.TOPK_DEFAULT, return_values: bool = False, return_metadata: str = "none",
+                    namespace: str | None = None, filter: Any = None, warn: Warn = _noop) -> dict[str, Any] | None:
+        """`query`'s answer when it is sure to take little time; None when it is not (the caller
+        then runs `query` where a long read holds nothing else up). `vz serve` answers these on its
+        event loop while no other read is in flight: handing a query to a reader thread and back
+        costs a lone client ~0.2 ms (docs/server.md, "Threads"). Errors are `query`'s.
+
+        Quick: an unfiltered query that the lean path answers, its snapshot entry filled (if this
+        thread has none yet) only from what the process already holds: the index's file opened and
+        resident, no key of it deleted, and at most `search.SMALL_EXACT` records newer than it
+        (read once per snapshot and held, as `query` holds them); or any query of an index whose
+        exact scan reads at most QUICK_SCAN floats. Never quick: whatever could load a file, or
+        read a delta or scan an index bigger than that."""
+        check_query_args(top_k, return_values, return_metadata, vector, vector_id)
+        if not self.resident:
+            return None
+        lean = vector is not None and vector_id is None and (filter is None or filter == {}) and namespace is None \
+            and return_metadata != "indexed"
+        if lean:
+            answer = self._lean_query(name, vector, int(top_k), return_values, return_metadata == "all")
+            if answer is not None:
+                return answer
+        how = self._quick_plan(name, lean)
+        if how == "lean":
+            return self._lean_query(name, vector, int(top_k), return_values, return_metadata == "all")
+        if how == "small":
+            return self.query(name, vector=vector, vector_id=vector_id, top_k=top_k, return_values=return_values,
+                              return_metadata=return_metadata, namespace=namespace, filter=filter, warn=warn)
+        return None
+
+    def _quick_plan(self, name: str, lean: bool) -> str | None:
+        """How `quick_query` may answer: "small" (`query` itself: at most QUICK_SCAN floats to scan,
+        or an error it raises at once), "lean" (this thread's snapshot now has the index's lean
+        entry), or None (not quickly)."""
+        from vzcli import ann, search
+
+        with self.store.read() as conn:
+            if conn is None:
+                return "small"  # no store: `query` raises IndexNotFound at once
+            snap = snapshot(conn, self.store)
+            assert snap is not None
+            try:
+                row = snap.row(name)
+            except VzError:
+                return "small"  # `query` raises it (in its own order of checks)
+            if row["vector_count"] * row["dimensions"] <= QUICK_SCAN:
+                return "small"
+            if not lean or row["ann_file"] is None or row["ann_dead"] or not snap.no_dead(row["id"]):
+                return None
+            held = None
+            if not snap.no_delta(row):  # records newer than the file: held beside it if a few
+                if row["id"] not in snap.deltas and conn.execute(
+                        "SELECT count(*) FROM (SELECT 1 FROM vectors WHERE index_id = ? AND key > ? LIMIT ?)",
+                        (row["id"], row["ann_max_key"], search.SMALL_EXACT + 1)).fetchone()[0] > search.SMALL_EXACT:
+                    return None
+                held = snap.delta(row)
+                if held is None or len(held[0]) > search.SMALL_EXACT:
+                    return None
+            opened = ann.held_file(ann.file_path(snap.index_dir(self.store, name), row["ann_file"]), row)
+            fv = opened.fv if opened is not None else None
+            if fv is None or not fv.resident or fv.known is None:
+                return None
+            snap.files[name] = opened
+            snap.lean[name] = (row, opened, held, snap.delta_ids.get(row["id"]) if held is not None else None)
+            return "lean"
 
     def _lean_query(self, name: str, vector: Any, k: int, values: bool, metadata: bool) -> dict[str, Any] | None:
         """An unfiltered query's answer without a transaction or a SQLite read, when this thread's
@@ -359,6 +426,12 @@ def check_query_options(top_k: Any, return_values: bool, return_metadata: str) -
                 f"{top_k!r}; for a top K up to {limits.TOPK_MAX}, retry with returnValues=false and returnMetadata=indexed")
     elif top_k > limits.TOPK_MAX:
         raise TopKTooLarge(f"max top K is {limits.TOPK_MAX}, but got {top_k!r}")
+
+
+def check_query_args(top_k: Any, return_values: bool, return_metadata: str, vector: Any, vector_id: Any) -> None:
+    check_query_options(top_k, return_values, return_metadata)
+    if (vector is None) == (vector_id is None):
+        raise UsageError("Either vector or vector-id parameter must be provided, but not both.")
 
 
 def _match(vid: str, score: float, vec: bytes | None, metadata: dict[str, Any] | None,

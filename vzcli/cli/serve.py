@@ -60,8 +60,10 @@ def serve(
                                    help="Request bodies over 1 MiB (or of unknown length) read and held in "
                                         "memory at once, up to 100 MB each; further ones wait for a slot."),
     read_threads: int = typer.Option(None, "--read-threads", min=0, metavar="N", show_default="CPU count",
-                                     help="Threads that answer reads (query, get, list, info) in parallel; "
-                                          "0 answers them on the event loop. Writes run one at a time."),
+                                     help="Threads that answer reads (query, get, list, info) in parallel while "
+                                          "other requests are in progress (a read that is sure to be quick is "
+                                          "answered on the event loop when it is alone); 0 answers every read on "
+                                          "the event loop. Writes run one at a time."),
     ephemeral: bool = typer.Option(False, "--ephemeral", help="Serve a new temporary store, removed when the "
                                                               "server exits (for test harnesses). Conflicts "
                                                               "with --store."),
