@@ -282,3 +282,60 @@ def test_past_max_files_the_pragma_answers_alone(tmp_path, monkeypatch) -> None:
     assert st.wal_index.header(st.reader()) is None
     LocalBackend(Store(st.path), resident=False).delete_by_ids("p", ["v8"])
     assert be.query("p", vector=q, top_k=1)["matches"][0]["id"] != "v8"
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+def test_an_index_without_a_file_is_answered_from_the_rows_held_in_memory(tmp_path, monkeypatch, metric) -> None:
+    """A resident backend holds every record of an index that has no HNSW file (until the next
+    commit) and scores unfiltered queries from them: the same answers as a scan of SQLite, ties
+    broken by key; a filter or a namespace still reads SQLite; a commit is seen at once."""
+    monkeypatch.setenv("VZ_MERGE_THRESHOLD", "100000")
+    st = Store(tmp_path / "store")
+    be, one_shot = LocalBackend(st), LocalBackend(Store(st.path), resident=False)
+    be.create_index("p", dimensions=DIMS, metric=metric)
+    be.create_metadata_index("p", "n", "number")
+    model = _model(600, 9)
+    model["dup1"] = model["dup0"] = model["v3"]  # exact ties: broken by key (insertion order)
+    be.insert("p", _lines(model))
+    assert st.conn().execute("SELECT ann_file, ann_max_key FROM indexes").fetchone() == (None, 0)
+    scans: list[int] = []
+    real_exact = search._exact
+    monkeypatch.setattr(search, "_exact", lambda *a, **kw: scans.append(1) or real_exact(*a, **kw))
+    reader = LocalBackend(Store(st.path))
+    for q in [*_queries(model), model["v3"]]:
+        for kw in ({"top_k": 5}, {"top_k": 7, "return_values": True, "return_metadata": "all"}):
+            before = len(scans)
+            got = reader.query("p", vector=q.tolist(), **kw)  # type: ignore[arg-type]
+            assert len(scans) == before  # no scan of SQLite
+            assert got == one_shot.query("p", vector=q.tolist(), **kw)  # type: ignore[arg-type]
+            assert len(scans) == before + 1  # (the one-shot backend scans)
+    assert [m["id"] for m in reader.query("p", vector=model["v3"].tolist(), top_k=3)["matches"]] == ["v3", "dup1", "dup0"]
+    # a filter or a namespace reads SQLite
+    for kw in ({"namespace": "b"}, {"filter": {"n": {"$lt": 100}}}):
+        before = len(scans)
+        got = reader.query("p", vector=model["v5"].tolist(), top_k=3, **kw)  # type: ignore[arg-type]
+        assert len(scans) == before + 1 and got == one_shot.query("p", vector=model["v5"].tolist(), top_k=3, **kw)  # type: ignore[arg-type]
+    # another connection's commit: the next query holds the new record
+    new = _model(1, 99, start=1000)
+    LocalBackend(Store(st.path)).insert("p", _lines(new))
+    before = len(scans)
+    top = reader.query("p", vector=new["v1000"].tolist(), top_k=50)
+    assert len(scans) == before and "v1000" in [m["id"] for m in top["matches"]]
+    assert top == one_shot.query("p", vector=new["v1000"].tolist(), top_k=50)
+
+
+def test_an_index_past_the_held_budget_is_scanned_from_sqlite(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("VZ_MERGE_THRESHOLD", "100000")
+    monkeypatch.setattr(snapshot.Snapshot, "DELTA_FLOATS", DIMS * 599)  # one record short of the index
+    st = Store(tmp_path / "store")
+    be = LocalBackend(st)
+    be.create_index("p", dimensions=DIMS, metric="cosine")
+    model = _model(600, 9)
+    be.insert("p", _lines(model))
+    scans: list[int] = []
+    real_exact = search._exact
+    monkeypatch.setattr(search, "_exact", lambda *a, **kw: scans.append(1) or real_exact(*a, **kw))
+    got = [be.query("p", vector=q.tolist(), top_k=5) for q in _queries(model)]
+    assert len(scans) == len(got)
+    assert got == [LocalBackend(Store(st.path), resident=False).query("p", vector=q.tolist(), top_k=5)
+                   for q in _queries(model)]

@@ -186,9 +186,10 @@ class Reads:
                                 "the vectors again so that it covers them"))
             index_dir = snap.index_dir(self.store, name) if snap is not None else self.store.index_dir(name)
             no_delta = snap is not None and snap.no_delta(row)
-            # a resident backend keeps the delta in memory until the next commit (unfiltered queries)
+            # a resident backend keeps the delta in memory until the next commit (unfiltered queries):
+            # the records newer than the file, or every record of an index without one
             delta = snap.delta(row) if snap is not None and not no_delta and namespace is None and comp is None \
-                and row["ann_file"] is not None else None
+                and (row["ann_file"] is not None or row["ann_max_key"] == 0) else None
             details = None
             if snap is not None and comp is None and namespace is None and not exact \
                     and (no_delta or (delta is not None and len(delta[0]) <= search.SMALL_EXACT)):

@@ -172,8 +172,8 @@ def _topk(metric: str, q: np.ndarray, k: int, chunks: Iterator[tuple[np.ndarray,
     if not len(best_keys):
         return []
     d = distances(metric, q, best_mat)
-    out = sorted(zip(d.tolist(), best_keys.tolist(), strict=True))
-    return out[:k]
+    order = np.lexsort((best_keys, d))[:k]  # by distance, then key: `sorted` of the pairs, in C
+    return list(zip(d[order].tolist(), best_keys[order].tolist(), strict=True))
 
 
 def _sql_chunks(cur: sqlite3.Cursor, dims: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -316,7 +316,8 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     whether they are still live (no deletes since the file was built): a caller that then finds
     a key missing must search again with `recheck=True`. `no_delta`: the caller knows that no
     record is newer than the file (see `snapshot.Snapshot`), so the delta's exact search is skipped;
-    `delta_rows`: the caller holds those records' (keys, vectors) (an unfiltered query only);
+    `delta_rows`: the caller holds those records' (keys, vectors) (an unfiltered query only): all
+    of the index's when it has no file (`ann_max_key` 0);
     `opener`: what gives the index's file (`open_for_query`, kept by a resident caller).
     """
     metric, dims, index_id = row["metric"], row["dimensions"], row["id"]
@@ -336,6 +337,8 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
         return _exact(conn, metric, q, k, where, params, dims), Plan("exact")
 
     if opened is None:
+        if row["ann_file"] is None and row["ann_max_key"] == 0 and delta_rows is not None and not restricted:
+            return _topk(metric, q, k, iter([delta_rows]), dims), Plan("exact")  # the caller holds every record
         return exact_answer()
     view, fv = opened.view, opened.fv
     max_key = row["ann_max_key"]

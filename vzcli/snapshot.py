@@ -30,6 +30,7 @@ class Snapshot:
                  "wal", "unchecked")
 
     DELTA_CACHE_MAX = 20_000  # records newer than the file kept in memory per index (a merge is due at 2,000)
+    DELTA_FLOATS = 1 << 22  # and at most this many of their floats (16 MiB: 2,730 records at 1536-d)
 
     def __init__(self, conn: sqlite3.Connection, stamp: tuple[int, int]) -> None:
         self.conn, self.stamp = conn, stamp
@@ -91,16 +92,18 @@ class Snapshot:
         return v
 
     def delta(self, row: dict[str, Any]) -> tuple[Any, Any] | None:
-        """(keys, float32 matrix) of the records newer than the index's ANN file, read once per
-        snapshot; None when there are more than DELTA_CACHE_MAX (then each query reads them)."""
+        """(keys, float32 matrix) of the records newer than the index's ANN file (of all of them
+        for an index without one), read once per snapshot; None when there are more than
+        DELTA_CACHE_MAX, or DELTA_FLOATS floats (then each query reads them)."""
         if row["id"] in self.deltas:
             return self.deltas[row["id"]]
         import numpy as np
 
+        most = min(self.DELTA_CACHE_MAX, self.DELTA_FLOATS // row["dimensions"])
         rows = self.conn.execute("SELECT key, id, namespace, vec FROM vectors WHERE index_id = ? AND key > ? "
-                                 "ORDER BY key LIMIT ?", (row["id"], row["ann_max_key"], self.DELTA_CACHE_MAX + 1)).fetchall()
+                                 "ORDER BY key LIMIT ?", (row["id"], row["ann_max_key"], most + 1)).fetchall()
         got = None
-        if len(rows) <= self.DELTA_CACHE_MAX:
+        if len(rows) <= most:
             keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             mat = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.float32).reshape(len(rows), row["dimensions"])
             got = (keys, mat)
