@@ -339,3 +339,30 @@ def test_an_index_past_the_held_budget_is_scanned_from_sqlite(tmp_path, monkeypa
     assert len(scans) == len(got)
     assert got == [LocalBackend(Store(st.path), resident=False).query("p", vector=q.tolist(), top_k=5)
                    for q in _queries(model)]
+
+
+def test_records_held_for_all_indexes_together_stay_within_one_budget(tmp_path, monkeypatch) -> None:
+    """However many indexes a reader queries between two commits, it holds at most HELD_FLOATS
+    floats of their records; the indexes past it are scanned from SQLite, with the same answers."""
+    monkeypatch.setenv("VZ_MERGE_THRESHOLD", "100000")
+    monkeypatch.setattr(snapshot.Snapshot, "HELD_FLOATS", DIMS * 250)  # room for 2 indexes of 100 records
+    st = Store(tmp_path / "store")
+    be = LocalBackend(st)
+    models = {}
+    for name in ("a", "b", "c"):
+        be.create_index(name, dimensions=DIMS, metric="euclidean")
+        models[name] = _model(100, ord(name))
+        be.insert(name, _lines(models[name]))
+    reader, one_shot = LocalBackend(Store(st.path)), LocalBackend(Store(st.path), resident=False)
+    scans: list[int] = []
+    real_exact = search._exact
+    monkeypatch.setattr(search, "_exact", lambda *a, **kw: scans.append(1) or real_exact(*a, **kw))
+    for _ in range(2):
+        for name in ("a", "b", "c"):
+            before = len(scans)
+            q = models[name]["v7"].tolist()
+            got = reader.query(name, vector=q, top_k=3)
+            assert len(scans) - before == (1 if name == "c" else 0)  # "c" is past the budget: scanned
+            assert got == one_shot.query(name, vector=q, top_k=3) and got["matches"][0]["id"] == "v7"
+    snap = snapshot._TLS.snaps[id(reader.store.conn())]
+    assert snap.held == DIMS * 200

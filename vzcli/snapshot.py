@@ -27,10 +27,11 @@ class Snapshot:
     """
 
     __slots__ = ("conn", "stamp", "rows", "props", "delta_empty", "dead_free", "dirs", "deltas", "delta_ids", "files", "lean",
-                 "wal", "unchecked")
+                 "wal", "unchecked", "held")
 
     DELTA_CACHE_MAX = 20_000  # records newer than the file kept in memory per index (a merge is due at 2,000)
     DELTA_FLOATS = 1 << 22  # and at most this many of their floats (16 MiB: 2,730 records at 1536-d)
+    HELD_FLOATS = 1 << 23  # floats held for all indexes together (32 MiB per thread), however many are queried
 
     def __init__(self, conn: sqlite3.Connection, stamp: tuple[int, int]) -> None:
         self.conn, self.stamp = conn, stamp
@@ -42,6 +43,7 @@ class Snapshot:
         self.deltas: dict[int, tuple[Any, Any] | None] = {}
         self.delta_ids: dict[int, list[tuple[str, str | None]]] = {}  # (id, namespace) of `deltas`' rows
         self.files: dict[str, Any] = {}
+        self.held = 0  # floats of `deltas`
         self.wal: bytes | None = None  # the wal-index header when last proved current (`snapshot`)
         self.unchecked = 0  # snapshots returned on the header's word since the pragma last looked
         # index name -> (row, opened, held delta, its ids) when an unfiltered query needs nothing
@@ -94,20 +96,23 @@ class Snapshot:
     def delta(self, row: dict[str, Any]) -> tuple[Any, Any] | None:
         """(keys, float32 matrix) of the records newer than the index's ANN file (of all of them
         for an index without one), read once per snapshot; None when there are more than
-        DELTA_CACHE_MAX, or DELTA_FLOATS floats (then each query reads them)."""
+        DELTA_CACHE_MAX, or DELTA_FLOATS floats, or more than what is left of HELD_FLOATS for
+        every index of the snapshot (then each query reads them)."""
         if row["id"] in self.deltas:
             return self.deltas[row["id"]]
         import numpy as np
 
-        most = min(self.DELTA_CACHE_MAX, self.DELTA_FLOATS // row["dimensions"])
+        dims = row["dimensions"]
+        most = max(0, min(self.DELTA_CACHE_MAX, self.DELTA_FLOATS // dims, (self.HELD_FLOATS - self.held) // dims))
         rows = self.conn.execute("SELECT key, id, namespace, vec FROM vectors WHERE index_id = ? AND key > ? "
                                  "ORDER BY key LIMIT ?", (row["id"], row["ann_max_key"], most + 1)).fetchall()
         got = None
         if len(rows) <= most:
             keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            mat = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.float32).reshape(len(rows), row["dimensions"])
+            mat = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.float32).reshape(len(rows), dims)
             got = (keys, mat)
             self.delta_ids[row["id"]] = [(r[1], r[2]) for r in rows]
+            self.held += mat.size
         self.deltas[row["id"]] = got
         return got
 
