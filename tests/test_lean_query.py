@@ -302,11 +302,13 @@ def test_an_index_without_a_file_is_answered_from_the_rows_held_in_memory(tmp_pa
     real_exact = search._exact
     monkeypatch.setattr(search, "_exact", lambda *a, **kw: scans.append(1) or real_exact(*a, **kw))
     reader = LocalBackend(Store(st.path))
+    reader.query("p", vector=model["v1"].tolist())  # the general path: holds the records
+    calls = Calls(monkeypatch)
     for q in [*_queries(model), model["v3"]]:
         for kw in ({"top_k": 5}, {"top_k": 7, "return_values": True, "return_metadata": "all"}):
-            before = len(scans)
+            before, general = len(scans), calls.n
             got = reader.query("p", vector=q.tolist(), **kw)  # type: ignore[arg-type]
-            assert len(scans) == before  # no scan of SQLite
+            assert len(scans) == before and calls.n == general  # the lean path, no scan of SQLite
             assert got == one_shot.query("p", vector=q.tolist(), **kw)  # type: ignore[arg-type]
             assert len(scans) == before + 1  # (the one-shot backend scans)
     assert [m["id"] for m in reader.query("p", vector=model["v3"].tolist(), top_k=3)["matches"]] == ["v3", "dup1", "dup0"]

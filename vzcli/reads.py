@@ -190,6 +190,8 @@ class Reads:
             # the records newer than the file, or every record of an index without one
             delta = snap.delta(row) if snap is not None and not no_delta and namespace is None and comp is None \
                 and (row["ann_file"] is not None or row["ann_max_key"] == 0) else None
+            if snap is not None and delta is not None and row["ann_file"] is None and row["ann_max_key"] == 0:
+                snap.lean[name] = (row, None, delta, snap.delta_ids.get(row["id"]))  # every record held
             details = None
             if snap is not None and comp is None and namespace is None and not exact \
                     and (no_delta or (delta is not None and len(delta[0]) <= search.SMALL_EXACT)):
@@ -317,10 +319,11 @@ class Reads:
         if got is None:
             return None
         row, opened, held, held_ids = got
-        if not search.hnsw_pays(k, row["vector_count"]):
+        if opened is not None and not search.hnsw_pays(k, row["vector_count"]):
             return None
         q = check_vector(vector, row["dimensions"], "", code=QueryDimensionMismatch.code, what="query vector")
-        top = search.resident_top(opened, row, q, k, held)
+        # an index without a file has every record held
+        top = search.held_top(row, q, k, held) if opened is None else search.resident_top(opened, row, q, k, held)
         if top is None:
             return None
         meta: dict[int, Any] = {}
@@ -332,7 +335,8 @@ class Reads:
                 return None
         sign = -1.0 if row["metric"] == "cosine" else 1.0
         matches = []
-        for (d, key, _), (vid, ns, vec) in zip(top, _from_memory(top, opened.fv, held, held_ids, values), strict=True):
+        fv = opened.fv if opened is not None else None
+        for (d, key, _), (vid, ns, vec) in zip(top, _from_memory(top, fv, held, held_ids, values), strict=True):
             md = (orjson.loads(meta[key]) if meta[key] else {}) if metadata else None
             matches.append(_match(vid, sign * d, vec, md, ns))
         return {"count": len(matches), "matches": matches}
@@ -403,7 +407,7 @@ def _from_memory(top: list[tuple[float, int, int]], fv: Any, held: tuple[Any, An
     """(id, namespace, float32 bytes or None) of each of `resident_top`'s hits, from memory: the
     file's (position p >= 0) or the held delta's (row -p - 1). A list, not a generator: this is
     the per-query path, and a generator's resumptions cost more than the list."""
-    info, newer, out = fv._info, held_ids or [], []
+    info, newer, out = fv._info if fv is not None else [], held_ids or [], []
     for _, _, p in top:
         if p >= 0:
             vid, ns = info[p]

@@ -304,6 +304,16 @@ def resident_top(opened: ann.Opened, row: dict[str, Any], q: np.ndarray, k: int,
     return sorted(zip(d.tolist(), keys.tolist(), pos.tolist(), strict=True))[:k]
 
 
+def held_top(row: dict[str, Any], q: np.ndarray, k: int,
+             held: tuple[np.ndarray, np.ndarray]) -> list[tuple[float, int, int]]:
+    """The top-k of an index without a file from every record a resident reader holds (keys in
+    ascending order): (distance, key, -1 - row), best first, as `resident_top` gives them; the
+    same `_topk` as `search`'s answer from the same rows."""
+    top = _topk(row["metric"], q, k, iter([held]), row["dimensions"])
+    rows = np.searchsorted(held[0], np.asarray([key for _, key in top], dtype=np.int64)).tolist()
+    return [(d, key, -1 - r) for (d, key), r in zip(top, rows, strict=True)]
+
+
 def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np.ndarray, k: int,
            namespace: str | None, comp: Compiled | None, *, exact: bool = False,
            recheck: bool = False, resident: bool = False, no_delta: bool = False,
