@@ -32,9 +32,10 @@ BASE = f"/client/v4/accounts/{ACCT}/vectorize/v2/indexes"
 HANG = 20.0  # a socket timeout that only a missing protection reaches
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, int, ServerProcess]]:
-    base_url, proc = start_server(tmp_path / "s", extra_args=["--read-timeout", "0.3"])
+@pytest.fixture(params=[[], ["--workers", "1"]], ids=["workers", "one-process"])
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, int, ServerProcess]]:
+    """Both event loops: asyncio's (the workers) and uvloop's (one process)."""
+    base_url, proc = start_server(tmp_path / "s", extra_args=["--read-timeout", "0.3", *request.param])
     host, port = base_url.removeprefix("http://").split(":")
     try:
         yield host, int(port), proc
