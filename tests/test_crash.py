@@ -255,6 +255,15 @@ def _wait_for(proc: subprocess.Popen[bytes], cond: Any) -> None:
         time.sleep(0.001)
 
 
+def _in_the_pipe(f: Any) -> int:
+    """Bytes written to a pipe and not read yet (FIONREAD works on either end on Linux)."""
+    import fcntl
+    import struct
+    import termios
+
+    return int(struct.unpack("i", fcntl.ioctl(f.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0])
+
+
 def test_sigint_exit_code_says_whether_data_changed(tmp_path: Path) -> None:
     store = tmp_path / "store"
     rng = np.random.default_rng(7)
@@ -271,6 +280,12 @@ def test_sigint_exit_code_says_whether_data_changed(tmp_path: Path) -> None:
         proc = subprocess.Popen([VZ, verb, name, "--file", "-", "--json"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
         assert proc.stdin is not None
+        # a blank line first, read once vz reads its input: the signals below come after the
+        # interpreter's own start-up (a SIGINT during CPython's `import site` is CPython's fatal
+        # error, outside vz: vzcli/entry.py), as a user's Ctrl-C does
+        proc.stdin.write(b"\n")
+        proc.stdin.flush()
+        _wait_for(proc, lambda p=proc: _in_the_pipe(p.stdin) == 0)
         upto = int(float(point.split(":")[1]) * INT_N) if point.startswith("fed:") else INT_N
         proc.stdin.write(b"".join(lines[:upto]))
         proc.stdin.flush()
@@ -305,3 +320,56 @@ def test_sigint_exit_code_says_whether_data_changed(tmp_path: Path) -> None:
         if point == "committed":
             assert proc.returncode == 0, where  # the mutation was in the catalog before the signal
     assert seen["130"] >= 8 and seen["0"] >= 2, seen
+
+
+def _sigint_blocked(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            blk = next(ln for ln in f if ln.startswith("SigBlk:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(int(blk.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+
+
+def test_ctrl_c_while_vz_starts_is_interrupted_not_a_crash(tmp_path: Path) -> None:
+    """Ctrl-C during vz's imports (`vzcli/entry.py` holds it until they are done) ends the command
+    as Ctrl-C does: "interrupted", exit 130, nothing on stdout. Before, a KeyboardInterrupt raised
+    inside orjson's initialisation crashed the interpreter (SIGSEGV) about one time in twenty."""
+    env = _env(tmp_path / "store")
+    observed = 0
+    for cmd in (["list", "--json"], ["insert", "p", "--file", "-"]) * 6:
+        proc = subprocess.Popen([VZ, *cmd], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=env, start_new_session=True)
+        _wait_for(proc, lambda p=proc: _sigint_blocked(p.pid))
+        if proc.poll() is not None:  # it started and ended between two looks: nothing to test this round
+            proc.communicate()
+            continue
+        observed += 1
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        assert (proc.returncode, out, err.decode()) == (130, b"", "✘ [ERROR] interrupted\n")
+    assert observed >= 6  # vz's imports take ~100 ms: the poll sees nearly every one
+    assert not (tmp_path / "store").exists()
+
+
+def test_once_the_command_has_ended_ctrl_c_is_ignored_until_exit(tmp_path: Path, monkeypatch: Any, capsys: Any) -> None:
+    """While the interpreter shuts down (SIGINT back at its default action), a Ctrl-C would kill
+    the process with "interrupted" after its write had committed: `vzcli.entry` ignores it then."""
+    import pytest
+
+    from vzcli import entry
+
+    monkeypatch.setenv("VZ_STORE", str(tmp_path / "store"))
+    old = signal.getsignal(signal.SIGINT)
+    try:
+        for argv, code in ((["vz", "create", "p", "--dimensions", "2", "--metric", "cosine"], 0),
+                           (["vz", "get", "nope"], 1)):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            monkeypatch.setattr(sys, "argv", argv)
+            with pytest.raises(SystemExit) as e:
+                entry.main()
+            assert e.value.code == code and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())  # not left blocked
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert "[code: 3000]" in capsys.readouterr().err  # the failed `get`'s error, as a command prints it

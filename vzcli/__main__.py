@@ -1,3 +1,3 @@
-from vzcli.cli import main
+from vzcli.entry import main
 
 main()

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from typer._click import exceptions as click  # typer ≥ 0.28 vendors click; its parse errors are these
@@ -31,8 +31,22 @@ class _Group(TyperGroup):
 
     A bad option value, an unknown or missing option or argument is reported like every other
     error (`✘ [ERROR] message [code: 40000]`, exit 2) as the last line on stderr, after the usage
-    line and how to get help, as wrangler prints its usage before its error.
+    line and how to get help, as wrangler prints its usage before its error. Ctrl-C while the
+    command line is parsed says "interrupted", as it does in a command (typer would exit 130 in
+    silence).
     """
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:
+            _interrupted()
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            _interrupted()
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, windows_expand_args: bool = True,
@@ -107,6 +121,11 @@ def main_options(
     State.remote = remote or envconf.remote()
 
 
+def _interrupted() -> NoReturn:
+    render.error("interrupted")
+    raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
+
 def handled(fn: F) -> F:
     """Translate core errors into a message on stderr and an exit code, once, for every command."""
 
@@ -120,8 +139,7 @@ def handled(fn: F) -> F:
             _silence_stdout()
             raise typer.Exit(0) from None
         except KeyboardInterrupt:
-            render.error("interrupted")
-            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+            _interrupted()
         except typer.Exit:
             raise
         except OSError as e:

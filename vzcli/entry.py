@@ -1,0 +1,41 @@
+"""The `vz` command's entry point: vz's imports run with Ctrl-C held.
+
+A SIGINT that arrives while the interpreter imports vz (~100 ms: typer, rich, orjson...) would
+raise KeyboardInterrupt inside some module's initialisation: orjson's then crashes the interpreter
+(a segfault, seen in tests/test_crash.py), and any other would print a traceback. So the signal is
+blocked (`pthread_sigmask`: the kernel keeps it pending) until the imports are done, then let in
+where it ends the command as Ctrl-C always does: "interrupted", exit 130, nothing written. Once
+the command has ended, Ctrl-C is ignored while the interpreter shuts down. Only the interpreter's
+own start-up, before this module runs, is outside vz's hands (CPython then reports a fatal error in
+`import site`).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+
+def main() -> None:
+    held = hasattr(signal, "pthread_sigmask") and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if held else None
+    from vzcli.cli import main as run
+    from vzcli.errors import ExitCode
+    from vzcli.render import error
+
+    if old is not None:
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a Ctrl-C held meanwhile is raised here
+        except KeyboardInterrupt:
+            error("interrupted")
+            sys.exit(int(ExitCode.INTERRUPTED))
+    try:
+        run()
+    except KeyboardInterrupt:  # in the few instructions between the command's handlers and here
+        error("interrupted")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    finally:
+        # the command has ended, its output written and its exit status decided: while the
+        # interpreter shuts down (10-30 ms, SIGINT back at its default action), a Ctrl-C would kill
+        # it with "interrupted" after a write had committed
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
