@@ -297,3 +297,80 @@ def test_create_app_checks_the_vz_variables(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("VZ_LOCK_TIMEOUT", "soon")
     with pytest.raises(UsageError, match="VZ_LOCK_TIMEOUT"):
         create_app(tmp_path / "store")
+
+
+# --- stop signals that come before the server takes the signals over -------------------------------
+def test_a_stop_signal_before_uvicorn_took_the_signals_over_stops_one_process_server(tmp_path: Path) -> None:
+    """`vz serve` records SIGINT and SIGTERM from its first line (`_EarlyStops`); one that came
+    while it was setting up stops the server as soon as uvicorn takes the signals over. Before, the
+    handler in place there did nothing, and the server ran on: a harness waited for ever. (In a
+    process of its own, bounded: a server that does not stop fails the test instead of hanging it.)"""
+    script = (
+        "import os, signal, sys\n"
+        "from vzcli.cli import serve\n"
+        "from vzcli.server import create_app\n"
+        "early = serve._EarlyStops()\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "assert early.got == [signal.SIGTERM], early.got\n"
+        "serve._run(create_app(sys.argv[1]), early, host='127.0.0.1', port=0, token=False, access_log=False,\n"
+        "           ephemeral=False, read_timeout=5.0)\n"
+        "early.release()\n")
+    r = subprocess.run([sys.executable, "-c", script, str(tmp_path / "s")], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith("vz serve: listening on http://127.0.0.1:") and r.stderr.endswith("vz serve: stopped\n")
+    assert "Traceback" not in r.stderr and "lifespan" not in r.stderr  # the app's lifespan, cancelled, said nothing
+
+
+def test_a_stop_signal_before_the_workers_start_starts_none(tmp_path: Path, capsys: Any) -> None:
+    from vzcli.cli.serve_workers import serve_workers
+
+    def make_app() -> Any:
+        raise AssertionError("no worker may start")
+
+    serve_workers(make_app, 2, [signal.SIGINT], host="127.0.0.1", port=0, store=tmp_path / "s", token=False,
+                  access_log=False, ephemeral=False, read_timeout=5.0)
+    assert capsys.readouterr() == ("", "vz serve: stopped\n")
+
+
+def test_a_worker_forked_as_the_stop_signal_came_is_stopped_too() -> None:
+    from vzcli.cli.serve_workers import _Supervisor
+
+    s = _Supervisor()
+    s.stop()
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    s.add(proc.pid)
+    assert proc.wait(timeout=60) == -signal.SIGTERM
+
+
+def test_a_lifespan_cancelled_without_its_shutdown_closes_the_app_quietly(tmp_path: Path) -> None:
+    """A stop signal during uvicorn's start-up makes it skip the lifespan shutdown, and asyncio then
+    cancels the app's lifespan: it closes the app and ends without an exception (uvicorn would log
+    one as "Exception in 'lifespan' protocol", with a traceback, seen in a worker)."""
+    import asyncio
+
+    app = create_app(tmp_path / "s", read_threads=2)
+
+    async def scenario() -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+        started = asyncio.Event()
+        messages = iter([{"type": "lifespan.startup"}])
+
+        async def receive() -> dict[str, Any]:
+            msg = next(messages, None)
+            if msg is None:
+                await asyncio.Event().wait()  # no shutdown message ever comes
+            return msg  # type: ignore[return-value]
+
+        async def send(msg: dict[str, Any]) -> None:
+            sent.append(msg)
+            started.set()
+
+        task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
+        await asyncio.wait_for(started.wait(), 60)
+        task.cancel()
+        assert await task is None  # ended, not cancelled, no exception
+        return sent
+
+    assert asyncio.run(scenario()) == [{"type": "lifespan.startup.complete"}]
+    assert app._readers is not None and app._readers._shutdown and app._writer._shutdown  # closed

@@ -7,25 +7,28 @@ blocked (`pthread_sigmask`: the kernel keeps it pending) until the imports are d
 where it ends the command as Ctrl-C always does: "interrupted", exit 130, nothing written. Once
 the command has ended, Ctrl-C is ignored while the interpreter shuts down. Only the interpreter's
 own start-up, before this module runs, is outside vz's hands (CPython then reports a fatal error in
-`import site`).
+`import site`, or dies by the signal).
+
+Only `_signal` (built in, already loaded at start-up) is imported before the signal is held:
+`signal.py` alone imports enum, functools and collections, a few milliseconds.
 """
 
-from __future__ import annotations
-
-import signal
-import sys
+import _signal
 
 
 def main() -> None:
-    held = hasattr(signal, "pthread_sigmask") and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if held else None
+    sigint = _signal.SIGINT
+    held = hasattr(_signal, "pthread_sigmask") and _signal.getsignal(sigint) is _signal.default_int_handler
+    old = _signal.pthread_sigmask(_signal.SIG_BLOCK, {sigint}) if held else None
+    import sys
+
     from vzcli.cli import main as run
     from vzcli.errors import ExitCode
     from vzcli.render import error
 
     if old is not None:
         try:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a Ctrl-C held meanwhile is raised here
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, old)  # a Ctrl-C held meanwhile is raised here
         except KeyboardInterrupt:
             error("interrupted")
             sys.exit(int(ExitCode.INTERRUPTED))
@@ -38,4 +41,4 @@ def main() -> None:
         # the command has ended, its output written and its exit status decided: while the
         # interpreter shuts down (10-30 ms, SIGINT back at its default action), a Ctrl-C would kill
         # it with "interrupted" after a write had committed
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _signal.signal(sigint, _signal.SIG_IGN)

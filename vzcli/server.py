@@ -337,6 +337,15 @@ class VzApp:
         await response(scope, receive, send)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
+        try:
+            await self._lifespan_messages(receive, send)
+        except asyncio.CancelledError:
+            # uvicorn stopped without shutting the app down: a stop signal during its start-up makes
+            # it skip its shutdown, and asyncio then cancels this task (uvicorn would log that as an
+            # "Exception in 'lifespan' protocol" with a traceback). Close here, and say nothing.
+            self.close()
+
+    async def _lifespan_messages(self, receive: Any, send: Any) -> None:
         while True:
             msg = await receive()
             if msg["type"] == "lifespan.startup":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -9,6 +10,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,44 +86,68 @@ def serve(
     is the supervising process: signal it to stop every worker; should a worker die, it stops the
     others and exits 1.
     """
-    from vzcli.server import create_app
-    from vzcli.store import default_store_path
-
-    if not api_token and not is_loopback(host):
-        raise UsageError(f"refusing to serve on {host} without an API token: anyone who can reach it could "
-                         "read and change the store. Pass --api-token (or set VZ_API_TOKEN), or bind "
-                         "127.0.0.1")
-    if ephemeral and (store is not None or _global_store_given(ctx)):
-        raise UsageError("--ephemeral serves a new temporary store: do not also pass --store")
-    workers = default_workers() if workers is None else workers
-    if workers > 1 and not hasattr(os, "fork"):
-        raise UsageError("--workers above 1 needs fork(), which this platform lacks: pass --workers 1")
-    tmp = Path(tempfile.mkdtemp(prefix="vz-serve-")) if ephemeral else None
-    guard = _guard(tmp) if tmp is not None else None
+    early = _EarlyStops()
     try:
-        store_path = Path(tmp or store or State.store or default_store_path())
+        from vzcli.server import create_app
+        from vzcli.store import default_store_path
 
-        def make_app() -> Any:
-            return create_app(store_path, token=api_token or None, host=host, allow_hosts=allow_host,
-                              cors_origins=cors_origin, read_timeout=read_timeout, max_bodies=max_bodies,
-                              read_threads=read_threads)
+        if not api_token and not is_loopback(host):
+            raise UsageError(f"refusing to serve on {host} without an API token: anyone who can reach it could "
+                             "read and change the store. Pass --api-token (or set VZ_API_TOKEN), or bind "
+                             "127.0.0.1")
+        if ephemeral and (store is not None or _global_store_given(ctx)):
+            raise UsageError("--ephemeral serves a new temporary store: do not also pass --store")
+        workers = default_workers() if workers is None else workers
+        if workers > 1 and not hasattr(os, "fork"):
+            raise UsageError("--workers above 1 needs fork(), which this platform lacks: pass --workers 1")
+        tmp = Path(tempfile.mkdtemp(prefix="vz-serve-")) if ephemeral else None
+        guard = _guard(tmp) if tmp is not None else None
+        try:
+            store_path = Path(tmp or store or State.store or default_store_path())
 
-        options: dict[str, Any] = {"token": bool(api_token), "access_log": access_log,
-                                   "ephemeral": tmp is not None, "read_timeout": read_timeout}
-        if workers == 1:
-            _run(make_app(), host=host, port=port, **options)
-        else:
-            from vzcli.cli.serve_workers import serve_workers
-            from vzcli.server import check_options
+            def make_app() -> Any:
+                return create_app(store_path, token=api_token or None, host=host, allow_hosts=allow_host,
+                                  cors_origins=cors_origin, read_timeout=read_timeout, max_bodies=max_bodies,
+                                  read_threads=read_threads)
 
-            check_options(host, allow_hosts=allow_host, cors_origins=cors_origin)
-            serve_workers(make_app, workers, host=host, port=port, store=store_path, **options)
+            options: dict[str, Any] = {"token": bool(api_token), "access_log": access_log,
+                                       "ephemeral": tmp is not None, "read_timeout": read_timeout}
+            if workers == 1:
+                _run(make_app(), early, host=host, port=port, **options)
+            else:
+                from vzcli.cli.serve_workers import serve_workers
+                from vzcli.server import check_options
+
+                check_options(host, allow_hosts=allow_host, cors_origins=cors_origin)
+                serve_workers(make_app, workers, early.got, host=host, port=port, store=store_path, **options)
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if guard is not None:
+                os.close(guard[0])  # the guard sees EOF, finds nothing left to remove and exits
+                guard[1].wait()
     finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        if guard is not None:
-            os.close(guard[0])  # the guard sees EOF, finds nothing left to remove and exits
-            guard[1].wait()
+        early.release()
+
+class _EarlyStops:
+    """SIGINT and SIGTERM from the start of `vz serve` until the server takes them over, recorded.
+
+    Without this, one that came while the command imports and builds the server was lost or
+    misread: a KeyboardInterrupt raised inside an import's callback is printed as "Exception
+    ignored" and dropped, and a signal between uvicorn's set-up and its own handlers met a handler
+    that did nothing: a harness that stops the server with one signal then waited for ever. The
+    server acts on a recorded signal as soon as it takes the signals over."""
+
+    def __init__(self) -> None:
+        self.got: list[int] = []
+        self.previous = {sig: signal.signal(sig, self.record) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def record(self, sig: int, frame: Any) -> None:
+        self.got.append(sig)
+
+    def release(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 # Removes an ephemeral store once every process holding the pipe's write end is gone (the server
@@ -187,21 +213,17 @@ def announce(host: str, port: int, *, store: Path, token: bool, ephemeral: bool,
     sys.stderr.flush()
 
 
-def _run(application: Any, *, host: str, port: int, token: bool, access_log: bool, ephemeral: bool,
-         read_timeout: float) -> None:
+def _run(application: Any, early: _EarlyStops, *, host: str, port: int, token: bool, access_log: bool,
+         ephemeral: bool, read_timeout: float) -> None:
     config = uvicorn_config(application, host=host, port=port, access_log=access_log, read_timeout=read_timeout)
-    server = _make_server(config, store=application.store_path, token=token, ephemeral=ephemeral)
-    # uvicorn re-raises the signal that stopped it once it has shut down; with these handlers in
-    # place that re-raise is a no-op, so a clean stop exits 0 instead of dying by the signal.
-    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    server = _make_server(config, early.got, store=application.store_path, token=token, ephemeral=ephemeral)
+    # uvicorn re-raises the signal that stopped it once it has shut down: `early`'s handlers, in
+    # place around it, only record it, so a clean stop exits 0 instead of dying by the signal
     try:
         server.run()
     except SystemExit:  # uvicorn exits (3) when start-up fails; it has logged why
         if server.started:
             raise
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if ephemeral:
         application.idle(10)  # let a background merge finish before its directory is removed
     if not server.started:
@@ -209,11 +231,19 @@ def _run(application: Any, *, host: str, port: int, token: bool, access_log: boo
     sys.stderr.write("vz serve: stopped\n")
 
 
-def _make_server(config: Any, *, store: Path, token: bool, ephemeral: bool) -> Any:
-    """uvicorn's Server, announcing the bound address (real port, also for --port 0) once it accepts."""
+def _make_server(config: Any, early: list[int], *, store: Path, token: bool, ephemeral: bool) -> Any:
+    """uvicorn's Server, announcing the bound address (real port, also for --port 0) once it
+    accepts, and stopping at once for a stop signal that came before it took the signals over."""
     import uvicorn
 
     class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                for sig in list(early):
+                    self.handle_exit(sig, None)
+                yield
+
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets=sockets)
             if not self.started or not self.servers:

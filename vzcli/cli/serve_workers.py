@@ -37,10 +37,11 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def serve_workers(make_app: Callable[[], Any], workers: int, *, host: str, port: int, store: Path, token: bool,
-                  access_log: bool, ephemeral: bool, read_timeout: float) -> None:
+def serve_workers(make_app: Callable[[], Any], workers: int, early: list[int], *, host: str, port: int,
+                  store: Path, token: bool, access_log: bool, ephemeral: bool, read_timeout: float) -> None:
     """Serve with `workers` processes; returns after a clean stop, raises typer.Exit(1) otherwise.
-    `make_app` runs in each worker; the caller has checked its options (vzcli.server.check_options)."""
+    `make_app` runs in each worker; the caller has checked its options (vzcli.server.check_options).
+    `early`: stop signals that came before (the server then stops before it starts)."""
     sock = _bind(host, port)
     supervisor = _Supervisor()
     ready_r, ready_w = os.pipe()
@@ -50,8 +51,12 @@ def serve_workers(make_app: Callable[[], Any], workers: int, *, host: str, port:
     sys.stdout.flush()
     sys.stderr.flush()
     previous = {sig: signal.signal(sig, supervisor.on_signal) for sig in STOP_SIGNALS}
+    if early:
+        supervisor.stop()
     try:
         for me in range(workers):
+            if supervisor.stopping:  # a stop signal came: start no more workers
+                break
             # a stop signal arriving between fork() and the worker's own handlers would run the
             # parent's handler in the worker (and stop its siblings): hold signals across fork()
             signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
@@ -128,6 +133,9 @@ class _Supervisor:
 
     def add(self, pid: int) -> None:
         self.alive.add(pid)
+        if self.stopping:  # the stop signal came while this worker was being forked
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
 
     def on_signal(self, sig: int, frame: Any) -> None:
         self.stop()
