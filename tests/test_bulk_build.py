@@ -269,3 +269,4 @@ def test_the_commit_leaves_its_checkpoint_until_the_builder_has_the_commit_frame
         be.insert("k2", io.BytesIO(_ndjson([f"w{i}" for i in range(N)], 5).getvalue() + b'{"id": "x"}\n'))
     assert events == [("checkpoint; automatic ones were", 0)]  # rolled back: no commit frame
     assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+

@@ -373,3 +373,36 @@ def test_once_the_command_has_ended_ctrl_c_is_ignored_until_exit(tmp_path: Path,
     finally:
         signal.signal(signal.SIGINT, old)
     assert "[code: 3000]" in capsys.readouterr().err  # the failed `get`'s error, as a command prints it
+
+
+_CTRL_C_IN_USEARCH_IMPORT = """
+import importlib.abc, os, signal, sys
+calls = []
+if sys.argv[1] == "handler":
+    signal.signal(signal.SIGINT, lambda sig, frame: calls.append("usearch.index" in sys.modules))
+
+class CtrlC(importlib.abc.MetaPathFinder):  # Ctrl-C just as usearch's extension is looked up
+    def find_spec(self, name, path, target=None):
+        if name == "usearch.compiled":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+from vzcli import usearch_file
+try:
+    cls = usearch_file.index_class()
+    print(calls, cls.__name__)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", "usearch.index" in sys.modules)
+"""
+
+
+def test_ctrl_c_during_usearchs_first_import_reaches_the_handler_after_it() -> None:
+    """A KeyboardInterrupt raised inside usearch's extension initialisation became ImportError
+    ("initialization failed"): after a committed write, exit 1 and "internal error" (seen once in
+    sixty SIGINTs to `vz insert`). `usearch_file.index_class` records SIGINT during the import and
+    hands it to the handler in place afterwards: the write's guard, or Python's default."""
+    for mode, want in (("handler", "[True] Index"), ("default", "KeyboardInterrupt True")):
+        r = subprocess.run([sys.executable, "-c", _CTRL_C_IN_USEARCH_IMPORT, mode], capture_output=True,
+                           text=True, timeout=120)
+        assert (r.returncode, r.stdout.strip(), r.stderr) == (0, want, "")

@@ -86,8 +86,7 @@ def _new_index(row: dict[str, Any]) -> Any:
     """An empty usearch index for a fresh build (a rebuild, a bulk insert's builder). It keeps no
     key -> slot hash table: a build only adds new keys, and the file it saves is the same; the
     merges that remove keys restore the file with the table."""
-    from usearch.index import Index
-
+    Index = usearch_file.index_class()
     return Index(ndim=row["dimensions"], metric=USEARCH_METRIC[row["metric"]], dtype=row["dtype"],
                  connectivity=row["connectivity"], expansion_add=row["expansion_add"],
                  expansion_search=row["expansion_search"], enable_key_lookups=False)
@@ -117,8 +116,7 @@ def in_memory(opened: Opened, row: dict[str, Any]) -> None:
     fv = opened.fv
     if opened.in_memory or fv is None or fv.buffer is None:
         return
-    from usearch.index import Index
-
+    Index = usearch_file.index_class()
     with opened.lock:
         if opened.in_memory:
             return
@@ -242,8 +240,7 @@ def _walker(path: Path, s: published.Seal | str, row: dict[str, Any]) -> Opened 
 
 
 def _usearch_view(path: Path, s: published.Seal | str, row: dict[str, Any]) -> Opened | None:
-    from usearch.index import Index
-
+    Index = usearch_file.index_class()
     try:
         idx = Index.restore(str(path), view=True, enable_key_lookups=False,
                             expansion_search=row["expansion_search"])
@@ -460,8 +457,7 @@ def maintain(store: Store, name: str, *, force: str | None = None, threads: int 
             seq = row["last_mutation"] or 0
             dead = [k for (k,) in rc.execute("SELECT key FROM dead_keys WHERE index_id = ?", (row["id"],))]
             if action == "merge":
-                from usearch.index import Index
-
+                Index = usearch_file.index_class()
                 try:
                     idx = Index.restore(str(d / base_file), view=False, expansion_add=row["expansion_add"],
                                         expansion_search=row["expansion_search"])

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from vzcli import ann, limits, published, recover
+from vzcli import ann, limits, published, recover, usearch_file
 from vzcli.errors import CorruptCatalog, IndexNotFound, MissingCatalog, StoreError
 from vzcli.store import Store
 
@@ -309,8 +309,7 @@ def _check_ann_file(conn: sqlite3.Connection, row: dict[str, Any], path: Path) -
     crashed = _probe(path, row)
     if crashed:
         return crashed
-    from usearch.index import Index
-
+    Index = usearch_file.index_class()
     idx = Index.restore(str(path), view=True)
     if idx is None:
         return "missing"  # swept between the checks above and here
@@ -469,8 +468,7 @@ def _sweep(store: Store, name: str) -> None:
 # --- child process ----------------------------------------------------------------------------
 
 def _probe_main(path: str, dims: int) -> int:
-    from usearch.index import Index
-
+    Index = usearch_file.index_class()
     try:
         idx = Index.restore(path, view=True)
         if idx is None:

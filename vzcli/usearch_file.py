@@ -29,12 +29,18 @@ which the seal stores, and `Layout.neighbours_at`.
 from __future__ import annotations
 
 import mmap
+import signal
 import struct
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from usearch.index import Index
 
 # usearch versions whose files were checked against this module's layout (keys, slots and
 # matrix compared with what was added; tests/test_usearch_file.py does it for the installed one)
@@ -67,10 +73,38 @@ V2 = Layout()
 _FREE_KEY = -1  # usearch's default free key (u64 all ones) read as int64
 
 
+def index_class() -> type[Index]:
+    """usearch's `Index` class, imported with Ctrl-C held off on its first import.
+
+    A KeyboardInterrupt raised while usearch's extension initialises surfaces as ImportError
+    ("initialization failed", pybind11), not as an interrupt: a write committed before it ended
+    with "internal error", exit 1. So during the import (in the main thread, where Python runs
+    signal handlers) SIGINT is only recorded, and the handler in place (the write's guard,
+    Python's default) gets it once the import is done."""
+    mod = sys.modules.get("usearch.index")
+    if mod is not None:
+        return mod.Index
+    if threading.current_thread() is not threading.main_thread():
+        import usearch.index
+
+        return usearch.index.Index
+    got: list[Any] = []
+    prev = signal.signal(signal.SIGINT, lambda sig, frame: got.append(frame))
+    try:
+        import usearch.index
+    finally:
+        signal.signal(signal.SIGINT, prev)
+    if got:
+        if callable(prev):
+            prev(signal.SIGINT, got[0])
+        elif prev == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)
+    return usearch.index.Index
+
+
 def header(path: Path) -> dict[str, Any] | None:
     """The file's header through usearch's public API (None if usearch cannot read one)."""
-    from usearch.index import Index
-
+    Index = index_class()
     try:
         meta = Index.metadata(str(path))
     except (ValueError, RuntimeError, OSError):

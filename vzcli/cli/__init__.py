@@ -146,6 +146,8 @@ def handled(fn: F) -> F:
             render.error(f"{e.strerror or e}" + (f": {e.filename}" if getattr(e, "filename", None) else ""))
             raise typer.Exit(int(ExitCode.FAILURE)) from None
         except Exception as e:  # a bug: no traceback for users, but say how to get one
+            if isinstance(e, ImportError) and isinstance(e.__cause__ or e.__context__, KeyboardInterrupt):
+                _interrupted()  # Ctrl-C inside an extension's initialisation (pybind11: "initialization failed")
             if envconf.debug():
                 raise
             render.error(f"internal error: {type(e).__name__}: {e} (set VZ_DEBUG=1 for a traceback)")
