@@ -270,3 +270,16 @@ def test_the_commit_leaves_its_checkpoint_until_the_builder_has_the_commit_frame
     assert events == [("checkpoint; automatic ones were", 0)]  # rolled back: no commit frame
     assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
 
+
+
+@pytest.mark.parametrize("stdin", [b"", b"not json\n", b'{"row": {}}\n'])
+def test_a_builder_whose_parent_stopped_early_exits_without_a_traceback(stdin: bytes) -> None:
+    """The child's stderr is the parent's terminal: a parent interrupted before it sent the first
+    line (seen when Ctrl-C came 0.23 s into a `vz insert`) must not put a traceback there."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "VZ_DEBUG"}
+    r = subprocess.run([sys.executable, "-m", "vzcli.annbuild"], input=stdin, capture_output=True, env=env,
+                       timeout=120)
+    assert (r.returncode, r.stdout, r.stderr) == (1, b"", b"")

@@ -12,6 +12,7 @@ the process appears (mid-publish). VZ_SOAK=1 runs 200 rounds instead of 20 (docs
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -406,3 +407,56 @@ def test_ctrl_c_during_usearchs_first_import_reaches_the_handler_after_it() -> N
         r = subprocess.run([sys.executable, "-c", _CTRL_C_IN_USEARCH_IMPORT, mode], capture_output=True,
                            text=True, timeout=120)
         assert (r.returncode, r.stdout.strip(), r.stderr) == (0, want, "")
+
+
+def _interrupted_in_an_importlib_callback() -> None:
+    """What Python does to Ctrl-C that comes in an import lock's callback, in miniature: a weakref
+    callback compiled as importlib's code trips SIGINT and returns; Python ignores exceptions raised
+    in weakref callbacks."""
+    import _thread
+    import weakref
+
+    ns: dict[str, Any] = {}
+    exec(compile("def cb(ref):\n    trip()\n    n = 0\n    for i in range(20000):\n        n += i\n",
+                 "<frozen importlib._bootstrap>", "exec"), {"trip": _thread.interrupt_main}, ns)
+
+    class Lock:
+        pass
+
+    lock = Lock()
+    ref = weakref.ref(lock, ns["cb"])
+    del lock  # the callback runs now; the handler runs inside it
+    assert ref() is None
+
+
+def test_ctrl_c_in_importlibs_callbacks_is_raised_after_them_not_dropped(monkeypatch: Any) -> None:
+    """Python drops a KeyboardInterrupt raised in importlib's module-lock callbacks, printing
+    "Exception ignored" with a traceback: a `vz insert` then wrote every record after Ctrl-C. vz's
+    handlers (the CLI's, the writes' guard) raise it at the next check outside importlib's frames."""
+    import pytest
+
+    from vzcli import interrupts, writes
+
+    dropped: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))
+    old = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's: dropped
+        _interrupted_in_an_importlib_callback()
+        assert dropped == [KeyboardInterrupt]
+        dropped.clear()
+        for guarded in (False, True):  # the CLI's handler; a write's guard over Python's default
+            with contextlib.ExitStack() as stack:
+                if guarded:
+                    stack.enter_context(writes.interrupt_guard())
+                else:
+                    signal.signal(signal.SIGINT, interrupts.handler)
+                with pytest.raises(KeyboardInterrupt):
+                    _interrupted_in_an_importlib_callback()
+                    deadline = time.monotonic() + 60
+                    while time.monotonic() < deadline:  # raised here, after the callback (polled, not timed)
+                        pass
+            assert dropped == []
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    finally:
+        signal.signal(signal.SIGINT, old)

@@ -221,5 +221,19 @@ def main(f: BinaryIO | None = None, out: BinaryIO | None = None) -> int:
             return 0
 
 
+def _run() -> int:
+    """`main` as the child process runs it: its stderr is the parent's terminal, so a failure (the
+    parent interrupted before its first line, a broken pipe) is its exit status, not a traceback
+    there; the parent reports it and falls back to the merge (VZ_DEBUG=1 shows the traceback)."""
+    try:
+        return main()
+    except Exception:  # noqa: BLE001
+        from vzcli import envconf
+
+        if envconf.debug():
+            raise
+        return 1
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(_run())

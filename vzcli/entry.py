@@ -9,6 +9,9 @@ the command has ended, Ctrl-C is ignored while the interpreter shuts down. Only 
 own start-up, before this module runs, is outside vz's hands (CPython then reports a fatal error in
 `import site`, or dies by the signal).
 
+From then on SIGINT raises KeyboardInterrupt as Python's default handler does, but never inside
+importlib's own frames, where Python would drop it (`vzcli.interrupts`).
+
 Only `_signal` (built in, already loaded at start-up) is imported before the signal is held:
 `signal.py` alone imports enum, functools and collections, a few milliseconds.
 """
@@ -22,6 +25,7 @@ def main() -> None:
     old = _signal.pthread_sigmask(_signal.SIG_BLOCK, {sigint}) if held else None
     import sys
 
+    from vzcli import interrupts
     from vzcli.cli import main as run
     from vzcli.errors import ExitCode
     from vzcli.render import error
@@ -32,6 +36,7 @@ def main() -> None:
         except KeyboardInterrupt:
             error("interrupted")
             sys.exit(int(ExitCode.INTERRUPTED))
+        _signal.signal(sigint, interrupts.handler)  # Python's default, but never where it is dropped
     try:
         run()
     except KeyboardInterrupt:  # in the few instructions between the command's handlers and here

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from vzcli import envconf, limits
+from vzcli import envconf, interrupts, limits
 from vzcli.backend import WriteResult
 from vzcli.catalog import check_id_arg as _check_id_arg
 from vzcli.catalog import index_row as _row
@@ -41,15 +41,17 @@ class InterruptGuard:
 
     def _handler(self, signum: int, frame: Any) -> None:
         if self.mode == "raise":
-            raise KeyboardInterrupt
+            if not interrupts.deferred(frame):
+                raise KeyboardInterrupt
+            return
         self.pending = True
-        if self.mode == "stop-merge":
+        if self.mode == "stop-merge" and not interrupts.deferred(frame):
             self.mode = "record"
             raise KeyboardInterrupt
 
     def __enter__(self) -> InterruptGuard:
         if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                signal.getsignal(signal.SIGINT) in (signal.default_int_handler, interrupts.handler):
             self._old = signal.signal(signal.SIGINT, self._handler)
         return self
 
