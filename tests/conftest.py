@@ -10,6 +10,14 @@ os.environ["_TYPER_FORCE_DISABLE_TERMINAL"] = "1"
 os.environ.pop("FORCE_COLOR", None)
 os.environ["NO_COLOR"] = "1"
 
+import signal  # noqa: E402
+
+# A run started in the background of a non-interactive shell (`bash .ci/run &`) inherits SIGINT
+# ignored, and so would every process a test starts: the tests that send Ctrl-C need its default.
+# A Python handler here is reset to the default action in each child at exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 import functools  # noqa: E402
 import json  # noqa: E402
 from collections.abc import Callable  # noqa: E402
