@@ -267,3 +267,25 @@ def test_a_file_held_but_not_ready_is_not_quick(tmp_path, monkeypatch) -> None:
     assert be.quick_query("p", vector=_q(3), top_k=4) is None
     assert be.query("p", vector=_q(3), top_k=4) == expected
     assert be.quick_query("p", vector=_q(3), top_k=4) == expected
+
+
+def test_a_small_index_is_known_small_without_a_second_transaction(tmp_path, monkeypatch) -> None:
+    """Once this thread's snapshot holds the index's row (and nothing was committed since), a
+    filtered query of a small index opens one read transaction, its own, not one more to decide."""
+    st = _store(tmp_path)
+    be = LocalBackend(Store(st.path))
+    kw: dict[str, Any] = {"vector": _q(3), "filter": {"g": {"$in": [1, 2]}}, "top_k": 4}
+    first = be.quick_query("p", **kw)
+    opened: list[int] = []
+    real = Store.read
+
+    def counted(self: Store) -> Any:
+        opened.append(1)
+        return real(self)
+
+    monkeypatch.setattr(Store, "read", counted)
+    assert be.quick_query("p", **kw) == first
+    assert len(opened) == 1
+    LocalBackend(Store(st.path)).create_index("other", dimensions=2, metric="cosine")  # a commit elsewhere
+    opened.clear()
+    assert be.quick_query("p", **kw) == first and len(opened) == 2  # the snapshot is stale: it looks again

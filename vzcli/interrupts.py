@@ -6,6 +6,9 @@ import drops a lock), the KeyboardInterrupt is printed as "Exception ignored in 
 traceback and then dropped: a `vz insert` went on to write every record after Ctrl-C. vz's handlers
 (`handler`, the writes' guard) defer the signal while the stack is inside importlib (an import in
 progress, or its callback), and raise it once it is not: an import is never cut in the middle.
+A library user's process keeps its own SIGINT handler; there `usearch_file.index_class` guards the
+one import known to break (usearch's extension), and the CLI's `handled` reads an ImportError caused
+by a KeyboardInterrupt as "interrupted".
 """
 
 from __future__ import annotations

@@ -189,8 +189,8 @@ class Reads:
             # a resident backend keeps the delta in memory until the next commit (unfiltered queries):
             # the records newer than the file, or every record of an index without one
             delta = snap.delta(row) if snap is not None and not no_delta and namespace is None and comp is None \
-                and (row["ann_file"] is not None or row["ann_max_key"] == 0) else None
-            if snap is not None and delta is not None and row["ann_file"] is None and row["ann_max_key"] == 0:
+                and (row["ann_file"] is not None or search.all_delta(row)) else None
+            if snap is not None and delta is not None and search.all_delta(row):
                 snap.lean[name] = (row, None, delta, snap.delta_ids.get(row["id"]))  # every record held
             details = None
             if snap is not None and comp is None and namespace is None and not exact \
@@ -271,6 +271,12 @@ class Reads:
         entry), or None (not quickly)."""
         from vzcli import ann, search
 
+        # this thread's snapshot, if nothing was committed since: a small index needs no transaction
+        reader = self.store.reader()
+        current = snapshot(reader, self.store, make=False) if reader is not None else None
+        known = current.rows.get(name) if current is not None else None
+        if known is not None and known["vector_count"] * known["dimensions"] <= QUICK_SCAN:
+            return "small"
         with self.store.read() as conn:
             if conn is None:
                 return "small"  # no store: `query` raises IndexNotFound at once

@@ -304,6 +304,12 @@ def resident_top(opened: ann.Opened, row: dict[str, Any], q: np.ndarray, k: int,
     return sorted(zip(d.tolist(), keys.tolist(), pos.tolist(), strict=True))[:k]
 
 
+def all_delta(row: dict[str, Any]) -> bool:
+    """No ANN file and nothing ever in one: every record of the index is newer than "the file"
+    (`Snapshot.delta` then holds the whole index)."""
+    return row["ann_file"] is None and row["ann_max_key"] == 0
+
+
 def held_top(row: dict[str, Any], q: np.ndarray, k: int,
              held: tuple[np.ndarray, np.ndarray]) -> list[tuple[float, int, int]]:
     """The top-k of an index without a file from every record a resident reader holds (keys in
@@ -347,7 +353,7 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
         return _exact(conn, metric, q, k, where, params, dims), Plan("exact")
 
     if opened is None:
-        if row["ann_file"] is None and row["ann_max_key"] == 0 and delta_rows is not None and not restricted:
+        if all_delta(row) and delta_rows is not None and not restricted:
             return _topk(metric, q, k, iter([delta_rows]), dims), Plan("exact")  # the caller holds every record
         return exact_answer()
     view, fv = opened.view, opened.fv
