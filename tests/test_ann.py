@@ -373,9 +373,9 @@ def test_ef_construction_follows_the_graph_size() -> None:
 def test_a_rebuild_adds_every_node_at_the_ef_construction_of_its_final_size(tmp_path, monkeypatch) -> None:
     """Nodes are added at the ef_construction of the size the graph will reach (here past 200
     nodes instead of 1M), from the first block on; `vz optimize --json` reports it."""
-    from vzcli import ann
+    from vzcli import ann, annbase
 
-    monkeypatch.setattr(ann, "EFC_BASE_NODES", 200)
+    monkeypatch.setattr(annbase, "EFC_BASE_NODES", 200)
     monkeypatch.setenv("VZ_MERGE_THRESHOLD", "100")
     seen: list[tuple[int, int]] = []
     real_add = ann._new_index

@@ -1,4 +1,5 @@
-"""A bulk write into an index without an ANN file builds the file while it is written (vzcli.annbuild)."""
+"""A bulk write into an index without an ANN file builds the file while it is written (vzcli.annbuild,
+vzcli.annchild)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import orjson
 import pytest
 
-from vzcli import ann, annbuild
+from vzcli import ann, annbase, annbuild, annchild
 from vzcli.doctor import run as doctor_run
 from vzcli.errors import InvalidVector
 from vzcli.local import LocalBackend
@@ -158,51 +159,44 @@ def test_vz_insert_file_tells_the_builder_the_size_to_expect(vz, monkeypatch, tm
 
 
 def _frame(start: int, n: int, dims: int = DIMS) -> bytes:
-    keys = np.arange(start, start + n, dtype="<u8")
+    keys = np.arange(start, start + n, dtype=np.uint64)
     vecs = (np.random.default_rng(start).random((n, dims)) + 0.01).astype(np.float16)
-    return struct.pack("<qq", n, 0) + keys.tobytes() + vecs.tobytes()
+    return struct.pack("=qq", n, 0) + keys.tobytes() + vecs.tobytes()
 
 
 def test_the_child_builds_with_one_thread_until_the_parent_has_committed(tmp_path, monkeypatch) -> None:
     """While the parent parses, two build threads beside it would share two cores three ways (and
     usearch's threads spin on locks a preempted thread holds): the child builds with one thread
     and buffers, and takes every core once the commit frame has arrived."""
-    monkeypatch.setattr(ann, "SMALL_GRAPH", 0)
+    monkeypatch.setattr(annbase, "SMALL_GRAPH", 0)
     calls: list[int] = []
     first, go, committed = threading.Event(), threading.Event(), threading.Event()
-    real_new, real_put = ann._new_index, annbuild._Inbox.put
+    real_add, real_put = annchild.Graph.add, annchild._Inbox.put
 
-    def new_index(row: dict[str, object]) -> object:
-        idx = real_new(row)
-        add = idx.add
+    def add(self: annchild.Graph, keys: bytes, vecs: bytes, threads: int) -> None:
+        calls.append(threads)
+        first.set()
+        assert go.wait(30)
+        real_add(self, keys, vecs, threads)
 
-        def spy(keys: np.ndarray, vecs: np.ndarray, threads: int = 0) -> object:
-            calls.append(threads)
-            first.set()
-            assert go.wait(30)
-            return add(keys, vecs, threads=threads)
-
-        idx.add = spy
-        return idx
-
-    def put(self: annbuild._Inbox, kind: str, arg: object, size: int = 0) -> None:
+    def put(self: annchild._Inbox, kind: str, arg: object, size: int = 0) -> None:
         real_put(self, kind, arg, size)
         if kind == "commit":
             committed.set()
 
-    monkeypatch.setattr(ann, "_new_index", new_index)
-    monkeypatch.setattr(annbuild._Inbox, "put", put)
+    monkeypatch.setattr(annchild.Graph, "add", add)
+    monkeypatch.setattr(annchild._Inbox, "put", put)
     row = {"id": 1, "name": "k", "dimensions": DIMS, "metric": "cosine", "dtype": "f16", "connectivity": 16,
            "expansion_add": 64, "expansion_search": 64}
     r, w = os.pipe()
     out = io.BytesIO()
     with os.fdopen(r, "rb") as rf, os.fdopen(w, "wb", buffering=0) as wf:
         result: list[int] = []
-        child = threading.Thread(target=lambda: result.append(annbuild.main(rf, out)))
+        child = threading.Thread(target=lambda: result.append(annchild.main(rf, out)))
         child.start()
         wf.write(orjson.dumps({"row": row, "dir": str(tmp_path)}) + b"\n" + _frame(1, 300))
         assert first.wait(30)  # the first block is being built: the parent is still writing
-        wf.write(_frame(301, 300) + _frame(601, 300) + struct.pack("<qq", -1, 7))
+        wf.write(_frame(301, 300) + _frame(601, 300) + struct.pack("=qq", -1, 7))
         assert committed.wait(30)
         go.set()
         child.join(60)
@@ -212,8 +206,8 @@ def test_the_child_builds_with_one_thread_until_the_parent_has_committed(tmp_pat
 
 
 def test_the_childs_buffer_is_bounded_and_a_full_one_takes_every_core(monkeypatch) -> None:
-    monkeypatch.setattr(annbuild, "BUFFER", 100)
-    box = annbuild._Inbox()
+    monkeypatch.setattr(annchild, "BUFFER", 100)
+    box = annchild._Inbox()
     box.put("add", "a", 60)
     writer = threading.Thread(target=box.put, args=("add", "b", 60))  # 120 > 100: waits
     writer.start()
@@ -229,7 +223,7 @@ def test_the_childs_buffer_is_bounded_and_a_full_one_takes_every_core(monkeypatc
 
 
 def test_a_rolled_back_write_drops_the_childs_buffer() -> None:
-    box = annbuild._Inbox()
+    box = annchild._Inbox()
     for i in range(3):
         box.put("add", i, 10)
     box.put("abort", None)
@@ -280,6 +274,60 @@ def test_a_builder_whose_parent_stopped_early_exits_without_a_traceback(stdin: b
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "VZ_DEBUG"}
-    r = subprocess.run([sys.executable, "-m", "vzcli.annbuild"], input=stdin, capture_output=True, env=env,
+    r = subprocess.run([sys.executable, "-m", "vzcli.annchild"], input=stdin, capture_output=True, env=env,
                        timeout=120)
     assert (r.returncode, r.stdout, r.stderr) == (1, b"", b"")
+
+
+def _child_build(tmp_path: Path, row: dict[str, object], frames: bytes, seq: int) -> bytes:
+    """The bytes of the file `annchild.main` publishes from `frames` (in this process)."""
+    head = orjson.dumps({"row": row, "dir": str(tmp_path)}) + b"\n"
+    out = io.BytesIO()
+    assert annchild.main(io.BytesIO(head + frames + struct.pack("=qq", -1, seq)), out) == 0
+    return (tmp_path / orjson.loads(out.getvalue())["file"]).read_bytes()
+
+
+@pytest.mark.parametrize(("metric", "dtype"), [("cosine", "f16"), ("euclidean", "f32"), ("dot-product", "f16")])
+def test_the_childs_numpy_free_graph_saves_the_file_usearchs_wrapper_saves(tmp_path, monkeypatch, metric, dtype) -> None:
+    """The child drives usearch's compiled Index through the buffer protocol; for a usearch whose
+    binding it does not know it falls back to `usearch.index.Index`: byte for byte the same file
+    (a graph this small is built with one thread, deterministic)."""
+    scalar = np.float16 if dtype == "f16" else np.float32
+    keys = np.arange(1, 1201, dtype=np.uint64)
+    vecs = (np.random.default_rng(5).random((1200, DIMS)) + 0.01).astype(scalar)
+    frames = b"".join(struct.pack("=qq", 400, 0) + keys[i:i + 400].tobytes() + vecs[i:i + 400].tobytes()
+                      for i in (0, 400, 800))
+    row = {"id": 1, "name": "k", "dimensions": DIMS, "metric": metric, "dtype": dtype, "connectivity": 16,
+           "expansion_add": 64, "expansion_search": 64}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert annchild.load_compiled() is not None
+    lean = _child_build(tmp_path / "a", row, frames, 3)
+    idx = ann._new_index(row)  # what a rebuild builds from the same rows, in the same blocks
+    for i in (0, 400, 800):
+        idx.add(keys[i:i + 400], vecs[i:i + 400], threads=1)
+    idx.save(str(tmp_path / "rebuilt"))
+    assert (tmp_path / "rebuilt").read_bytes() == lean
+    monkeypatch.setattr(annchild, "BINDING_VERSIONS", frozenset({"0.0.1"}))  # a usearch it was not checked against
+    assert annchild.load_compiled() is None
+    assert _child_build(tmp_path / "b", row, frames, 3) == lean
+
+
+def test_the_child_process_builds_without_numpy_or_usearchs_wrapper(tmp_path) -> None:
+    """The insert's peak at 128-d is the child's graph plus its interpreter: the child imports
+    neither numpy nor `usearch.index` (44 MiB with them, ~15 MiB without)."""
+    import subprocess
+    import sys
+
+    row = {"id": 1, "name": "k", "dimensions": DIMS, "metric": "cosine", "dtype": "f16", "connectivity": 16,
+           "expansion_add": 64, "expansion_search": 64}
+    stdin = orjson.dumps({"row": row, "dir": str(tmp_path)}) + b"\n" + _frame(1, 300) + struct.pack("=qq", -1, 4)
+    code = ("import sys\nfrom vzcli import annchild\nrc = annchild.main()\n"
+            "sys.stderr.write(repr(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'usearch', 'orjson'))))\n"
+            "raise SystemExit(rc)")
+    r = subprocess.run([sys.executable, "-c", code], input=stdin, capture_output=True, timeout=120)
+    assert (r.returncode, r.stderr) == (0, b"['usearch.compiled']")
+    name = orjson.loads(r.stdout)["file"]
+    assert name.startswith("ann-000000000004-")
+    view = ann.usearch_file.index_class().restore(str(tmp_path / name), view=True)
+    assert len(view) == 300 and view.get(17) is not None

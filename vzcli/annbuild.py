@@ -3,7 +3,7 @@
 A large insert or upsert into an index without an ANN file would commit, then read every vector
 back from SQLite and build the graph: parsing, validation and SQLite run on one core while the
 other idles, and the build waits for all of them. Instead, once the write passes the merge
-threshold, `Builder` starts `python -m vzcli.annbuild` and streams it the records' keys and
+threshold, `Builder` starts `python -m vzcli.annchild` and streams it the records' keys and
 vectors as they are written; the child adds them to a usearch index on its own (usearch takes
 the GIL back between nodes, so a Python thread parsing beside `Index.add` would slow the build
 down many times; a process does not). After the commit the child publishes the file and the
@@ -28,19 +28,16 @@ On stdout: one JSON line.
 
 from __future__ import annotations
 
-import collections
 import os
-import signal
 import struct
 import subprocess
 import sys
-import threading
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import orjson
 
-from vzcli.published import SCALARS, as_f16
+from vzcli.published import as_f16
 
 _ROW_KEYS = ("id", "name", "dimensions", "metric", "dtype", "connectivity", "expansion_add", "expansion_search")
 BUFFER = 1 << 30  # bytes of vectors the child holds ahead of its build; past this the parent waits
@@ -58,7 +55,7 @@ class Builder:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), MALLOC_MMAP_THRESHOLD_="131072")
         # its own session: Ctrl-C in the terminal is the parent's to handle (the child also ignores
         # SIGINT); if the parent dies, the child reads EOF and exits without publishing
-        self.proc = subprocess.Popen([sys.executable, "-m", "vzcli.annbuild"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "vzcli.annchild"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=env, start_new_session=True)
         assert self.proc.stdin is not None
         _widen(self.proc.stdin)
@@ -75,8 +72,8 @@ class Builder:
             if h is None:
                 return False
             vecs = h
-        self.proc.stdin.write(struct.pack("<qq", len(keys), expect))
-        self.proc.stdin.write(np.ascontiguousarray(keys, dtype="<u8").tobytes())
+        self.proc.stdin.write(struct.pack("=qq", len(keys), expect))
+        self.proc.stdin.write(np.ascontiguousarray(keys, dtype=np.uint64).tobytes())
         self.proc.stdin.write(np.ascontiguousarray(vecs).tobytes())
         self.nodes += len(keys)
         self.max_key = max(self.max_key, int(keys[-1]))
@@ -85,7 +82,7 @@ class Builder:
     def commit(self, seq: int) -> None:
         """The write has committed at mutation `seq`: the child may publish once it has built."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(struct.pack("<qq", -1, seq))
+        self.proc.stdin.write(struct.pack("=qq", -1, seq))
         self.proc.stdin.close()
 
     def result(self) -> str:
@@ -123,117 +120,3 @@ def _widen(pipe: Any) -> None:
         fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
     except (ImportError, OSError, ValueError):
         pass  # not Linux, or a lower limit: the default size works, only slower
-
-
-def _read(f: BinaryIO, n: int) -> bytes:
-    data = f.read(n)
-    if len(data) != n:
-        raise EOFError
-    return data
-
-
-class _Inbox:
-    """Frames read ahead of the build (at most BUFFER bytes of them), and whether the parent is
-    done parsing or held back by a full buffer: then the build may take every core."""
-
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.items: collections.deque[tuple[str, Any, int]] = collections.deque()
-        self.bytes = 0
-        self.ended = self.full = False
-
-    def put(self, kind: str, arg: Any, size: int = 0) -> None:
-        with self.cond:
-            if kind == "abort":  # the write was rolled back or the parent died: build nothing more
-                self.items.clear()
-                self.bytes = 0
-            while self.bytes and self.bytes + size > BUFFER:
-                self.full = True
-                self.cond.notify_all()
-                self.cond.wait()
-            self.full = False
-            self.items.append((kind, arg, size))
-            self.bytes += size
-            self.ended = self.ended or kind != "add"
-            self.cond.notify_all()
-
-    def get(self) -> tuple[str, Any, bool]:
-        with self.cond:
-            while not self.items:
-                self.cond.wait()
-            kind, arg, size = self.items.popleft()
-            self.bytes -= size
-            self.cond.notify_all()
-            return kind, arg, self.ended or self.full
-
-
-def _reader(f: BinaryIO, dims: int, scalar: np.dtype[Any], box: _Inbox) -> None:
-    """Read frames into `box` (in a thread: blocked in read() it holds no GIL)."""
-    try:
-        while True:
-            n, arg = struct.unpack("<qq", _read(f, 16))
-            if n < 0:
-                box.put("commit", arg)
-                return
-            keys = np.frombuffer(_read(f, 8 * n), dtype="<u8")
-            vecs = np.frombuffer(_read(f, scalar.itemsize * n * dims), dtype=scalar).reshape(n, dims)
-            box.put("add", (keys, vecs, arg), vecs.nbytes)
-    except (EOFError, OSError, ValueError):
-        box.put("abort", None)
-
-
-def main(f: BinaryIO | None = None, out: BinaryIO | None = None) -> int:
-    """The child: frames from `f` (stdin), its one JSON line to `out` (stdout)."""
-    from pathlib import Path
-
-    from vzcli import ann
-
-    if f is None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    f = f or sys.stdin.buffer
-    out = out or sys.stdout.buffer
-    head = orjson.loads(f.readline())
-    row, d = head["row"], head["dir"]
-    idx = ann._new_index(row)
-    box = _Inbox()
-    scalar = SCALARS["f16"] if row["dtype"] == "f16" else SCALARS["f32"]
-    threading.Thread(target=_reader, args=(f, row["dimensions"], scalar, box), daemon=True).start()
-    while True:
-        kind, arg, all_cores = box.get()
-        if kind == "add":
-            keys, vecs, expect = arg
-            size = len(idx) + len(keys)
-            # the size the graph is expected to reach (from how much of the input file has been
-            # read), as a rebuild uses its final size; the size reached so far for a piped input
-            idx.expansion_add = ann.ef_construction_for(max(size, expect), row["expansion_add"])
-            # a small graph is built with one thread, as in ann.maintain (a racy build can strand
-            # nodes); so is every block while the parent is still parsing (module docstring)
-            idx.add(keys, vecs, threads=0 if all_cores and size >= ann.SMALL_GRAPH else 1)
-        elif kind == "abort":
-            return 1
-        else:
-            try:
-                name = ann.publish(idx, Path(d), arg)
-            except Exception as e:  # noqa: BLE001 (reported to the parent, which falls back)
-                out.write(orjson.dumps({"error": str(getattr(e, "message", e))}))
-                return 1
-            out.write(orjson.dumps({"file": name}))
-            return 0
-
-
-def _run() -> int:
-    """`main` as the child process runs it: its stderr is the parent's terminal, so a failure (the
-    parent interrupted before its first line, a broken pipe) is its exit status, not a traceback
-    there; the parent reports it and falls back to the merge (VZ_DEBUG=1 shows the traceback)."""
-    try:
-        return main()
-    except Exception:  # noqa: BLE001
-        from vzcli import envconf
-
-        if envconf.debug():
-            raise
-        return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(_run())

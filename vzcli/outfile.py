@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,7 +57,7 @@ def output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             yield f
         return
     target = Path(os.path.realpath(name))  # a symlink's target (also one that does not exist yet)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
     # 0o666: the kernel applies the umask, as for any new file; an existing file's mode is copied
     tfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
