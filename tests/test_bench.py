@@ -293,3 +293,24 @@ def test_bench_http_ab_prints_a_row_per_variant(tmp_path: Path) -> None:
     assert len(rows) == 2 and re.fullmatch(rf"\| a \| {num} \| {num} \| {num} \|  \|", rows[0]), rows
     assert re.fullmatch(rf"\| b \| {num} \| {num} \| {num} \| \*\*\d+\.\d\dx\*\* \(\d+\.\d\d-\d+\.\d\d\) \|", rows[1]), rows
     assert r.stdout.startswith("s/p (8-d), 2 rounds x 5 queries, one client")
+
+
+def test_insert_memory_prints_each_process_and_both_together(tmp_path: Path) -> None:
+    import re
+
+    data = tmp_path / "d.ndjson"
+    data.write_text("".join(json.dumps({"id": f"v{i}", "values": [(i * 7 + j) % 11 / 10 + 0.1 for j in range(16)]}) + "\n"
+                            for i in range(3000)))
+    vz = str(Path(sys.executable).parent / "vz")
+    r = _run(tmp_path, "bench/insert_memory.py", "--file", str(data), "--dims", "16", "--runs", "2", "--vz", vz)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert lines[0] == "3,000 x 16: raw float32 0 MiB" and len(lines) == 4, lines
+    mib, x = r"[\d,]+", r"\d+\.\d{3}x"
+    for n, line in enumerate(lines[1:3], 1):
+        assert re.fullmatch(rf"run {n} {re.escape(vz)}: \d+\.\d s; peak RSS {mib} MiB = {x} \(parent {mib}, child {mib}\); "
+                            rf"together {mib} MiB = {x} \(parent {mib} \+ child {mib} then\)", line), line
+    assert re.fullmatch(rf"median of 2 {re.escape(vz)}: peak RSS {mib} MiB = {x}; parent {mib}; child {mib}; together "
+                        rf"{mib} MiB = {x}; wall \d+\.\d s", lines[3]), lines[3]
+    peak = int(lines[3].split("peak RSS ")[1].split(" MiB")[0].replace(",", ""))
+    assert 15 < peak < 400  # an interpreter's worth, not nothing

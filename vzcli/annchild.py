@@ -54,29 +54,39 @@ def _extension(package: str, name: str) -> str | None:
 
 def load_compiled() -> Any | None:
     """usearch's compiled extension, loaded as `usearch/__init__.py` loads it but without the rest
-    of that file, or None when it cannot be found or its version is not in BINDING_VERSIONS.
-
-    Like usearch's `__init__`, NumKong's extension (when installed) is loaded first with
-    RTLD_GLOBAL: usearch's resolves its symbols at load time. The module is registered as
-    `usearch.compiled`, so a later `import usearch` (the fallback) uses it, not a second copy."""
+    of that file; None when it cannot be loaded so or its version is not in BINDING_VERSIONS
+    (`Graph` then uses usearch's Python wrapper). The module is registered as `usearch.compiled`,
+    so a later `import usearch` (that fallback) uses it, not a second copy."""
     mod = sys.modules.get("usearch.compiled")
     if mod is None:
-        path = _extension("usearch", "compiled")
-        if path is None:
+        try:
+            mod = _load_extension()
+        except (ImportError, OSError, ValueError):
             return None
-        nk = _extension("numkong", "_numkong")
-        if nk is not None:
-            import ctypes
-
-            ctypes.CDLL(nk, mode=ctypes.RTLD_GLOBAL)
-        spec = importlib.util.spec_from_file_location("usearch.compiled", path)
-        if spec is None or spec.loader is None:
+        if mod is None:
             return None
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        sys.modules["usearch.compiled"] = mod
     version = f"{mod.VERSION_MAJOR}.{mod.VERSION_MINOR}.{mod.VERSION_PATCH}"
     return mod if version in BINDING_VERSIONS else None
+
+
+def _load_extension() -> Any | None:
+    path = _extension("usearch", "compiled")
+    if path is None:
+        return None
+    # as usearch's __init__ does: NumKong's extension (when installed) first, with RTLD_GLOBAL,
+    # since usearch's resolves its symbols at load time
+    nk = _extension("numkong", "_numkong")
+    if nk is not None:
+        import ctypes
+
+        ctypes.CDLL(nk, mode=ctypes.RTLD_GLOBAL)
+    spec = importlib.util.spec_from_file_location("usearch.compiled", path)
+    if spec is None or spec.loader is None:
+        return None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sys.modules["usearch.compiled"] = mod
+    return mod
 
 
 class Graph:
