@@ -90,11 +90,13 @@ def measure(vz: str, data: Path, dims: int) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="vz-insmem-"))
     try:
         store = tmp / "store"
+        # run from the temporary directory: vz before `spawn` started its children with `python -m`
+        # from the working directory, which put a checkout's own `vzcli/` ahead of the one measured
         subprocess.run([vz, "--store", str(store), "create", "big", "--dimensions", str(dims), "--metric", "cosine"],
-                       check=True, stdout=subprocess.DEVNULL)
+                       check=True, stdout=subprocess.DEVNULL, cwd=tmp)
         t0 = time.perf_counter()
-        proc = subprocess.Popen([vz, "--store", str(store), "insert", "big", "--file", str(data)],
-                                stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen([vz, "--store", str(store), "insert", "big", "--file", str(data.resolve())],
+                                stdout=subprocess.DEVNULL, cwd=tmp)
         s = Sampler(proc.pid)
         s.start()
         _, status, ru = os.wait4(proc.pid, 0)

@@ -31,12 +31,12 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
-import sys
 from typing import Any
 
 import numpy as np
 import orjson
 
+from vzcli import spawn
 from vzcli.published import as_f16
 
 _ROW_KEYS = ("id", "name", "dimensions", "metric", "dtype", "connectivity", "expansion_add", "expansion_search")
@@ -52,10 +52,10 @@ class Builder:
         self.max_key = 0
         # a fixed mmap threshold: each frame the child frees goes back to the system at once
         # (glibc's adaptive threshold would keep the buffer's peak in the heap)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), MALLOC_MMAP_THRESHOLD_="131072")
+        env = spawn.env(MALLOC_MMAP_THRESHOLD_="131072")
         # its own session: Ctrl-C in the terminal is the parent's to handle (the child also ignores
         # SIGINT); if the parent dies, the child reads EOF and exits without publishing
-        self.proc = subprocess.Popen([sys.executable, "-m", "vzcli.annchild"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen(spawn.argv("vzcli.annchild"), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=env, start_new_session=True)
         assert self.proc.stdin is not None
         _widen(self.proc.stdin)

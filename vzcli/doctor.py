@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from vzcli import ann, limits, published, recover, usearch_file
+from vzcli import ann, limits, published, recover, spawn, usearch_file
 from vzcli.errors import CorruptCatalog, IndexNotFound, MissingCatalog, StoreError
 from vzcli.store import Store
 
@@ -359,9 +359,9 @@ def _valid_vec(blob: bytes, dims: int) -> bool:
 
 def _probe(path: Path, row: dict[str, Any]) -> str | None:
     """Map and search the file in a child process, so a crash in usearch cannot take doctor down."""
-    args = [sys.executable, "-m", "vzcli.doctor", "--probe", str(path), str(row["dimensions"])]
+    args = spawn.argv("vzcli.doctor", "--probe", str(path), str(row["dimensions"]))
     try:
-        r = subprocess.run(args, capture_output=True, text=True, timeout=PROBE_TIMEOUT)
+        r = subprocess.run(args, capture_output=True, text=True, timeout=PROBE_TIMEOUT, env=spawn.env())
     except subprocess.TimeoutExpired:
         return f"searching it did not finish within {PROBE_TIMEOUT:.0f}s"
     if r.returncode == 0:

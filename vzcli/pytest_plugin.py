@@ -16,12 +16,10 @@ docs/testing.md has the recipes.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -103,11 +101,11 @@ class VzServeError(RuntimeError):
 
 def start_server(store_path: Path, *, token: str, log_path: Path) -> tuple[subprocess.Popen[str], str]:
     """Run `vz serve --port 0` over `store_path`; return the process and the URL it announced."""
-    env = dict(os.environ)
-    env["VZ_API_TOKEN"] = token  # not on the command line, where `ps` would show it
-    env["PYTHONUNBUFFERED"] = "1"
-    cmd = [sys.executable, "-m", "vzcli", "serve", "--host", "127.0.0.1", "--port", "0",
-           "--store", str(store_path)]
+    from vzcli import spawn  # here: a run that uses no fixture imports nothing of vz's
+
+    # the token goes in the environment, not on the command line, where `ps` would show it
+    env = spawn.env(VZ_API_TOKEN=token, PYTHONUNBUFFERED="1")
+    cmd = spawn.argv("vzcli", "serve", "--host", "127.0.0.1", "--port", "0", "--store", str(store_path))
     with log_path.open("w", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=env,
                                 text=True, encoding="utf-8", errors="replace")
