@@ -314,3 +314,16 @@ def test_insert_memory_prints_each_process_and_both_together(tmp_path: Path) -> 
                         rf"{mib} MiB = {x}; wall \d+\.\d s", lines[3]), lines[3]
     peak = int(lines[3].split("peak RSS ")[1].split(" MiB")[0].replace(",", ""))
     assert 15 < peak < 400  # an interpreter's worth, not nothing
+
+
+def test_resident_budget_prints_a_row_per_budget(tmp_path: Path) -> None:
+    import re
+
+    _store(tmp_path / "s", 3000, 16, 6)  # 3000 x (64 + 256) bytes held: 1 MiB holds it, 0 does not
+    r = _run(tmp_path, "bench/resident_budget.py", "--store", str(tmp_path / "s"), "--index", "p",
+             "--budgets", "1,0", "--queries", "20", "--passes", "1", "--rounds", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith(("| 1 |", "| 0 |"))]
+    ms, mib = r"\d+\.\d{3} ms \(\d+\.\d{3}\)", r"[\d,]+ MiB"
+    assert len(rows) == 2 and re.fullmatch(rf"\| 1 \| 1 MiB \| [\d,]+ ms \| {ms} \| 1\.00x \| {mib} \| {mib} \|", rows[0]), rows
+    assert re.fullmatch(rf"\| 0 \| 0 MiB \| [\d,]+ ms \| {ms} \| \d+\.\d\dx \| {mib} \| {mib} \|", rows[1]), rows

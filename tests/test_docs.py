@@ -61,6 +61,7 @@ def _env_reads() -> set[str]:
         text = path.read_text(encoding="utf-8")
         found.update(re.findall(r"""(?:\.get|getenv)\(\s*["']([A-Z][A-Z0-9]*_[A-Z0-9_]+)["']""", text))
         found.update(re.findall(r"""environ\[\s*["']([A-Z][A-Z0-9]*_[A-Z0-9_]+)["']\s*\]""", text))
+        found.update(re.findall(r"""_whole\(\s*env,\s*["']([A-Z][A-Z0-9]*_[A-Z0-9_]+)["']""", text))  # envconf
     # Terminal sizing knobs (read by the renderer only for tables) and variables vz sets for its
     # own children are not part of the interface.
     return found - {"TERMINAL_WIDTH", "OMP_NUM_THREADS"}

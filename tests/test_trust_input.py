@@ -81,6 +81,7 @@ def test_ids_file_blank_line_and_bad_ids_are_errors_with_file_line(spaced: Any, 
 @pytest.mark.parametrize(("var", "value"), [
     ("VZ_LOCK_TIMEOUT", "abc"), ("VZ_LOCK_TIMEOUT", "-1"), ("VZ_LOCK_TIMEOUT", "nan"), ("VZ_LOCK_TIMEOUT", "inf"),
     ("VZ_MERGE_THRESHOLD", "abc"), ("VZ_MERGE_THRESHOLD", "0"), ("VZ_MERGE_THRESHOLD", "2.5"),
+    ("VZ_RESIDENT_MB", "-1"), ("VZ_RESIDENT_MB", "1.5"), ("VZ_RESIDENT_MB", "lots"),
     ("VZ_REMOTE", "maybe"), ("VZ_DEBUG", "verbose"), ("VZ_API_TOKEN", "two words"), ("VZ_API_TOKEN", "t\x1b"),
 ])
 def test_bad_environment_value_is_a_usage_error_before_any_write(vz: Any, monkeypatch: pytest.MonkeyPatch,
@@ -116,9 +117,11 @@ def test_bad_environment_value_stops_vz_serve(vz: Any, monkeypatch: pytest.Monke
 
 def test_good_environment_values(vz: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     env = {"VZ_LOCK_TIMEOUT": "0.5", "VZ_MERGE_THRESHOLD": " 7", "VZ_REMOTE": "No", "VZ_DEBUG": "",
-           "VZ_API_TOKEN": "s3cr3t-TOKEN_~", "VZ_STORE": "/x"}
+           "VZ_API_TOKEN": "s3cr3t-TOKEN_~", "VZ_STORE": "/x", "VZ_RESIDENT_MB": "0"}
     envconf.check_all(env)
     assert envconf.lock_timeout(env) == 0.5 and envconf.merge_threshold(env) == 7
+    assert envconf.resident_mb(env) == 0 and envconf.resident_mb({"VZ_RESIDENT_MB": " 2048"}) == 2048
+    assert envconf.resident_mb({}) == 1024
     assert envconf.remote(env) is False and envconf.debug(env) is False
     assert envconf.store_dir(env) == Path("/x") and envconf.api_token(env) == "s3cr3t-TOKEN_~"
     assert envconf.lock_timeout({}) == 60.0 and envconf.merge_threshold({}) == 2000 and envconf.store_dir({}) is None

@@ -155,11 +155,20 @@ def open_file(path: Path, row: dict[str, Any], *, walk: bool = False) -> Opened 
     if opened is None:
         return None
     with _LOCK:
-        stale = [k for k in _OPEN if k[0] == key[0] and k[1:4] != key[1:4]]  # the path's earlier files
+        # the path's earlier files, and the index's older files: a resident copy of a superseded
+        # file must not stay in memory until seven other opens push it out
+        stale = [k for k in _OPEN if (k[0] == key[0] and k[1:4] != key[1:4]) or _superseded(k[0], key[0])]
         for old in stale + list(_OPEN)[: max(0, len(_OPEN) - _OPEN_MAX + 1)]:
             _OPEN.pop(old, None)
         _OPEN[key] = opened
     return opened
+
+
+def _superseded(old: str, new: str) -> bool:
+    """Whether file path `old` is an earlier file of the index whose file `new` is (same directory,
+    a smaller mutation number in its `ann-<seq>-` name)."""
+    o, n = os.path.split(old), os.path.split(new)
+    return o[0] == n[0] and o[1][:16] < n[1][:16] and o[1].startswith("ann-") and n[1].startswith("ann-")
 
 
 def _cached(key: tuple[str, int, int, int, bool], row: dict[str, Any]) -> Opened | None:

@@ -19,6 +19,7 @@ from vzcli.errors import UsageError
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 DEFAULT_MERGE_THRESHOLD = 2000
+DEFAULT_RESIDENT_MB = 1024
 _TRUE = ("1", "true", "t", "yes", "y", "on")  # what click accepts for a boolean option
 _FALSE = ("0", "false", "f", "no", "n", "off")
 
@@ -52,18 +53,31 @@ def lock_timeout(env: Mapping[str, str] | None = None) -> float:
     return seconds
 
 
-def merge_threshold(env: Mapping[str, str] | None = None) -> int:
-    """VZ_MERGE_THRESHOLD: delta records that trigger a merge into the HNSW file (a whole number ≥ 1)."""
-    value = _env(env).get("VZ_MERGE_THRESHOLD") or None
+def _whole(env: Mapping[str, str] | None, name: str, default: int, least: int, wants: str) -> int:
+    """Variable `name` as a whole number ≥ `least` (`default` when unset); `wants` words the error."""
+    value = _env(env).get(name) or None
     if value is None:
-        return DEFAULT_MERGE_THRESHOLD
+        return default
     try:
         n = int(value.strip(), 10)
     except ValueError:
-        n = 0
-    if n < 1:
-        raise _bad("VZ_MERGE_THRESHOLD", value, "expected a whole number ≥ 1, e.g. VZ_MERGE_THRESHOLD=2000")
+        n = least - 1
+    if n < least:
+        raise _bad(name, value, wants)
     return n
+
+
+def merge_threshold(env: Mapping[str, str] | None = None) -> int:
+    """VZ_MERGE_THRESHOLD: delta records that trigger a merge into the HNSW file (a whole number ≥ 1)."""
+    return _whole(env, "VZ_MERGE_THRESHOLD", DEFAULT_MERGE_THRESHOLD, 1,
+                  "expected a whole number ≥ 1, e.g. VZ_MERGE_THRESHOLD=2000")
+
+
+def resident_mb(env: Mapping[str, str] | None = None) -> int:
+    """VZ_RESIDENT_MB: MiB a long-lived process (`vz serve`'s workers, a resident library backend)
+    may hold of its indexes' exact vectors and ids, all indexes together (a whole number ≥ 0)."""
+    return _whole(env, "VZ_RESIDENT_MB", DEFAULT_RESIDENT_MB, 0,
+                  "expected a whole number of MiB ≥ 0, e.g. VZ_RESIDENT_MB=1024")
 
 
 def ann_dtype(env: Mapping[str, str] | None = None) -> str:
@@ -116,6 +130,7 @@ CHECKS: dict[str, Callable[[Mapping[str, str] | None], Any]] = {
     "VZ_LOCK_TIMEOUT": lock_timeout,
     "VZ_MERGE_THRESHOLD": merge_threshold,
     "VZ_ANN_DTYPE": ann_dtype,
+    "VZ_RESIDENT_MB": resident_mb,
     "VZ_REMOTE": remote,
     "VZ_API_TOKEN": api_token,
     "VZ_DEBUG": debug,

@@ -36,6 +36,11 @@ ENVIRONMENT: dict[str, str] = {
     "VZ_ANN_DTYPE": "How new HNSW files store vectors: f16 (default; half the disk and memory, "
                     "scores still computed from the float32 values in SQLite) or f32. Data float16 "
                     "cannot hold (values past 65504) gets an f32 file whatever this says.",
+    "VZ_RESIDENT_MB": "MiB a long-lived process (each vz serve worker, a resident library backend) may hold "
+                      "of its indexes' exact vectors and ids in memory, every index together (about 4 x "
+                      "dimensions + 256 bytes per record). An index past it is searched through its shared "
+                      "HNSW file, and its queries read what they return from SQLite: the same answers, a "
+                      "little slower. Default: 1024; 0 holds none.",
     "VZ_API_TOKEN": "vz serve: the token every request must carry, as --api-token.",
     "VZ_DEBUG": "When true (as VZ_REMOTE), an internal error prints its Python traceback instead of a one-line message.",
     "NO_COLOR": "When set, no colour in human output (JSON output never has colour).",

@@ -28,6 +28,7 @@ import mmap
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +37,52 @@ from typing import Any
 import numpy as np
 import orjson
 
-from vzcli import usearch_file
+from vzcli import envconf, usearch_file
 from vzcli.store import json_keys
 
 SEAL_PREFIX = "seal-"
 SCALARS: dict[str, np.dtype[Any]] = {"f32": np.dtype(np.float32), "f16": np.dtype(np.float16)}  # an ANN file's
 DENSE_SPAN = 4  # see FileVectors._index_keys
 F16_EPS = 2.0 ** -10  # an f16 file's vector lies within F16_EPS * |v| of SQLite's float32 v
+
+# what a resident process holds per record beside its vector: id and namespace (Python objects),
+# norm, key lookup tables (~290 B measured at 1M x 128 with 7-character ids)
+INFO_BYTES = 256
+
+
+class _Budget:
+    """The bytes this process's resident copies hold (`FileVectors.make_resident`), against
+    VZ_RESIDENT_MB: past it a file is searched without one, and its queries read the records
+    they return from SQLite, as a one-shot process does (docs/server.md).
+
+    Counted per index directory: an index's newer file takes over its older file's share (the
+    older copy goes once the caches and snapshots that hold it move on), so a merge never leaves
+    an index without a copy because its previous one still counts."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.used = 0
+        self.held: dict[Path, tuple[object, int]] = {}  # index directory -> (holder, bytes)
+
+    def claim(self, where: Path, holder: object, n: int) -> bool:
+        with self.lock:
+            _, before = self.held.get(where, (None, 0))
+            if self.used - before + n > envconf.resident_mb() * 2 ** 20:
+                return False
+            self.used += n - before
+            self.held[where] = (holder, n)
+            return True
+
+    def release(self, where: Path, holder: object) -> None:
+        """`holder`'s share, unless a newer file of the index took it over."""
+        with self.lock:
+            got = self.held.get(where)
+            if got is not None and got[0] is holder:
+                del self.held[where]
+                self.used -= got[1]
+
+
+RESIDENT = _Budget()
 _MAGIC = b"VZSEAL1\n"
 _HEAD = 4096  # the JSON header, padded; the key and slot arrays follow
 METRIC_KIND = {"cosine": "Cos", "euclidean": "L2sq", "dot-product": "IP"}
@@ -361,20 +401,38 @@ class FileVectors:
 
         Worth it in a long-lived process: a first touch of a page costs several microseconds,
         and a copy cannot change under the process, whatever happens to the file afterwards.
+        But it costs the process the copy and INFO_BYTES per record, so only within the budget
+        (`RESIDENT`, VZ_RESIDENT_MB): past it this returns True and the file stays usable, not
+        resident; queries then score from SQLite (`exact` is False for an f16 file).
         """
         with self._lock:
             if self.resident or not self.trusted:
                 return self.trusted
-            if self.mat.dtype != np.float32:
-                if conn is None or row is None:
-                    return False
-                self._load_exact(conn, row)
-                self._index_keys()
-                self.resident = True
-                return True
-            head = self.head
-            buf = self._read_whole(head) if head is not None else None
+            f16 = self.mat.dtype != np.float32
+            if f16 and (conn is None or row is None):
+                return False
+            try:
+                copy = self.mat.size * 4 if f16 else os.stat(self.path).st_size
+            except OSError:
+                copy = 0  # gone: `_read_whole` finds out
+            need, token = copy + INFO_BYTES * len(self.keys), object()
+            if not RESIDENT.claim(self.path.parent, token, need):
+                return True  # over the budget: usable, not held (tried again on the next open)
+            give_back = weakref.finalize(self, RESIDENT.release, self.path.parent, token)
+            try:
+                if f16:
+                    assert conn is not None and row is not None
+                    self._load_exact(conn, row)
+                    self._index_keys()
+                    self.resident = True
+                    return True
+                head = self.head
+                buf = self._read_whole(head) if head is not None else None
+            except BaseException:
+                give_back()
+                raise
             if head is None or buf is None:
+                give_back()
                 self.trusted = False
                 return False
             mat = np.frombuffer(buf, dtype=self.mat.dtype, count=self.mat.size,
@@ -382,6 +440,7 @@ class FileVectors:
             keys, slots = np.array(self.keys), np.array(self.slots)
             if _digest(mat.data.cast("B")) != head.get("matrix_sha256") or \
                     _digest(keys.tobytes(), slots.tobytes()) != head.get("keys_sha256"):
+                give_back()
                 self.trusted = False
                 return False
             self.buffer, self.mat, self.keys, self.slots = buf, mat, keys, slots
