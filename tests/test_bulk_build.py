@@ -313,22 +313,25 @@ def test_the_childs_numpy_free_graph_saves_the_file_usearchs_wrapper_saves(tmp_p
     assert _child_build(tmp_path / "b", row, frames, 3) == lean
 
 
-@pytest.mark.parametrize("found", [True, False])
-def test_the_child_process_builds_without_numpy_or_usearchs_wrapper(tmp_path, found: bool) -> None:
+@pytest.mark.parametrize("case", ["lean", "not found", "unknown version"])
+def test_the_child_process_builds_without_numpy_or_usearchs_wrapper(tmp_path, case: str) -> None:
     """The insert's peak at 128-d is the child's graph plus its interpreter: the child imports
     neither numpy nor `usearch.index` (44 MiB with them, ~15 MiB without). Where it cannot find
-    usearch's extension file, it imports usearch as usual and builds the same."""
+    usearch's extension file, or finds a version it was not checked against, it imports usearch
+    as usual (reusing the extension it loaded) and builds the same."""
     import subprocess
     import sys
 
     row = {"id": 1, "name": "k", "dimensions": DIMS, "metric": "cosine", "dtype": "f16", "connectivity": 16,
            "expansion_add": 64, "expansion_search": 64}
     stdin = orjson.dumps({"row": row, "dir": str(tmp_path)}) + b"\n" + _frame(1, 300) + struct.pack("=qq", -1, 4)
-    code = ("import sys\nfrom vzcli import annchild\n" + ("" if found else "annchild._extension = lambda *a: None\n") +
+    patch = {"lean": "", "not found": "annchild._extension = lambda *a: None\n",
+             "unknown version": "annchild.BINDING_VERSIONS = frozenset({'0.0.1'})\n"}[case]
+    code = ("import sys\nfrom vzcli import annchild\n" + patch +
             "rc = annchild.main()\nsys.stderr.write(repr(sorted(m for m in ('numpy', 'usearch.compiled', "
             "'usearch.index', 'orjson') if m in sys.modules)))\nraise SystemExit(rc)")
     r = subprocess.run([sys.executable, "-c", code], input=stdin, capture_output=True, timeout=120)
-    expect = ['usearch.compiled'] if found else ['numpy', 'orjson', 'usearch.compiled', 'usearch.index']
+    expect = ['usearch.compiled'] if case == "lean" else ['numpy', 'orjson', 'usearch.compiled', 'usearch.index']
     assert (r.returncode, r.stderr) == (0, repr(expect).encode())
     name = orjson.loads(r.stdout)["file"]
     assert name.startswith("ann-000000000004-")
