@@ -120,3 +120,40 @@ def test_superseded_compares_mutation_numbers_within_one_directory() -> None:
     f = "/s/indexes/a/ann-{:012d}-77-abcdef.usearch".format
     assert ann._superseded(f(5), f(12)) and not ann._superseded(f(12), f(5)) and not ann._superseded(f(5), f(5))
     assert not ann._superseded(f(5), f(12).replace("/a/", "/b/"))
+
+
+def test_a_new_files_copy_taken_from_the_previous_one_equals_a_full_read(tmp_path, monkeypatch, fresh) -> None:
+    """After a merge the float32 copy of the new file is copied from the previous file's, and only
+    the merged records are read from SQLite: the same arrays as reading every record, with the
+    keys deleted since the previous file was read (dead nodes of the new file) left out."""
+    st = _store(tmp_path, "a")
+    held = LocalBackend(st, resident=True)
+    q = np.random.default_rng(8).standard_normal(DIMS).tolist()
+    held.query("a", vector=q, top_k=3)
+    donors: list[bool] = []
+    real = published.FileVectors._load_exact
+
+    def spy(self, conn, row, donor=None):  # type: ignore[no-untyped-def]
+        donors.append(donor is not None)
+        real(self, conn, row, donor)
+
+    monkeypatch.setattr(published.FileVectors, "_load_exact", spy)
+    for r in range(3):
+        if r < 2:  # the third merge only adds: the new file's first keys are the previous file's, in order
+            held.delete_by_ids("a", [f"v{i}" for i in range(r * 40, r * 40 + 40)])
+            held.upsert("a", _lines(500 + r * 10, 10, 70 + r))  # replaced: new keys, old ones dead
+        held.insert("a", _lines(N + 200 * r, 200, 80 + r))  # past the merge threshold: a new file
+        held.delete_by_ids("a", [f"v{i}" for i in range(1000 + r * 30, 1000 + r * 30 + 30)])  # dead nodes of it
+        held.query("a", vector=q, top_k=3)
+        (opened,) = ann._OPEN.values()
+        fv = opened.fv
+        assert fv.resident and fv.mat32 is not None and fv.have32 is not None
+        conn = st.reader()
+        dead = conn.execute("SELECT count(*) FROM dead_keys").fetchone()[0]
+        full = published.FileVectors(fv.path, fv.keys, fv.slots, fv.mat, fv.head)
+        with conn:
+            real(full, conn, {"id": 1})
+        assert full.have32 is not None and full.mat32 is not None
+        assert np.array_equal(fv.have32, full.have32) and np.array_equal(fv.mat32, full.mat32)
+        assert int((~full.have32).sum()) == dead > 0  # the dead nodes have no copy, as without the donor
+    assert donors == [True, True, True]

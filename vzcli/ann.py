@@ -228,6 +228,13 @@ def _usearch_view(path: Path, s: published.Seal | str, row: dict[str, Any]) -> O
 _INFO_DONORS: dict[Path, FileVectors] = {}  # index directory -> its latest file with ids loaded
 
 
+def info_donor(fv: FileVectors) -> FileVectors | None:
+    """The latest file of `fv`'s index whose ids this process loaded (resident), if not `fv`."""
+    with _LOCK:
+        donor = _INFO_DONORS.get(fv.path.parent)
+    return donor if donor is not fv else None
+
+
 def file_info(fv: FileVectors, conn: sqlite3.Connection) -> FileVectors:
     """`fv` with ids and namespaces loaded (once per file and process; see `load_info`)."""
     if fv.known is None:

@@ -388,7 +388,8 @@ class FileVectors:
         resident), rather than float16 within F16_EPS of them."""
         return self.mat.dtype == np.float32 or self.mat32 is not None
 
-    def make_resident(self, conn: sqlite3.Connection | None = None, row: dict[str, Any] | None = None) -> bool:
+    def make_resident(self, conn: sqlite3.Connection | None = None, row: dict[str, Any] | None = None,
+                      donor: FileVectors | None = None) -> bool:
         """Keep what queries score from in this process's memory, once; False (and never again
         trusted) if the file changed since its seal.
 
@@ -422,7 +423,7 @@ class FileVectors:
             try:
                 if f16:
                     assert conn is not None and row is not None
-                    self._load_exact(conn, row)
+                    self._load_exact(conn, row, donor if donor is not self else None)
                     self._index_keys()
                     self.resident = True
                     return True
@@ -448,12 +449,39 @@ class FileVectors:
             self.resident = True
             return True
 
-    def _load_exact(self, conn: sqlite3.Connection, row: dict[str, Any]) -> None:
-        """Read the float32 vector of every live key of the file from SQLite (one pass, in key order)."""
+    def _load_exact(self, conn: sqlite3.Connection, row: dict[str, Any], donor: FileVectors | None = None) -> None:
+        """Read the float32 vector of every live key of the file from SQLite (one pass, in key order).
+
+        With `donor`, the index's previous resident file, copy the vectors it holds instead and
+        read only the others by key: a key's vector never changes, so after a merge only the
+        merged records are read. Each worker's first query of each new file pays this; at 1M x 128
+        it took 1.6-1.8 s instead of 2.2-2.7 s (most of what is left is the copy's first touch of
+        512 MB). A key deleted since the donor read it is in `dead_keys` if the file holds it: it
+        is left out, as the full read leaves out a key without a row."""
         n, dims = len(self.keys), self.mat.shape[1]
         mat32, have = np.zeros((n, dims), dtype=np.float32), np.zeros(n, dtype=bool)
-        cur = conn.execute("SELECT key, vec FROM vectors WHERE index_id = ? AND key <= ? ORDER BY key",
-                           (row["id"], int(self.keys[-1]) if n else 0))
+        if donor is None or donor.mat32 is None or donor.have32 is None or donor.mat32.shape[1] != dims or not n:
+            cur = conn.execute("SELECT key, vec FROM vectors WHERE index_id = ? AND key <= ? ORDER BY key",
+                               (row["id"], int(self.keys[-1]) if n else 0))
+            rest = None
+        else:
+            pos, hit = donor.find(self.keys)
+            hit &= donor.have32[pos]
+            at = np.flatnonzero(hit)
+            src = pos[at]
+            if len(at) and at[-1] - at[0] + 1 == len(at) and src[-1] - src[0] + 1 == len(at):
+                # the usual merge: the new file's first keys are the previous file's, in order
+                mat32[at[0]:at[-1] + 1] = donor.mat32[src[0]:src[-1] + 1]
+            else:
+                mat32[at] = donor.mat32.take(src, axis=0)
+            have[at] = True
+            dead = conn.execute("SELECT key FROM dead_keys WHERE index_id = ?", (row["id"],)).fetchall()
+            if dead:
+                at, held = self.find(np.fromiter((k for k, in dead), dtype=np.int64, count=len(dead)))
+                have[at[held]], mat32[at[held]] = False, 0.0
+            rest = self.keys[~hit].tolist()
+            cur = conn.execute("SELECT key, vec FROM vectors WHERE key IN (SELECT value FROM json_each(?))",
+                               (json_keys(rest),))
         while batch := cur.fetchmany(8192):
             pos, hit = self.find(np.fromiter((k for k, _ in batch), dtype=np.int64, count=len(batch)))
             vecs = np.frombuffer(b"".join(v for _, v in batch), dtype=np.float32).reshape(len(batch), dims)

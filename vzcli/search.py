@@ -269,7 +269,7 @@ def open_for_query(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Pat
     opened = ann.open_file(ann.file_path(index_dir, row["ann_file"]), row,
                            walk=not resident and ann.walk_pays(row["ann_nodes"], row["expansion_search"]))
     if opened is not None and resident and opened.fv is not None:
-        if not opened.fv.make_resident(conn, row):
+        if not opened.fv.make_resident(conn, row, ann.info_donor(opened.fv)):
             return None  # the file changed since it was sealed: neither score from it nor search it
         ann.in_memory(opened, row)
     return opened
