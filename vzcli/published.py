@@ -83,6 +83,7 @@ class _Budget:
 
 
 RESIDENT = _Budget()
+
 _MAGIC = b"VZSEAL1\n"
 _HEAD = 4096  # the JSON header, padded; the key and slot arrays follow
 METRIC_KIND = {"cosine": "Cos", "euclidean": "L2sq", "dot-product": "IP"}
