@@ -274,7 +274,7 @@ def file_ok(path: Path, row: dict[str, Any]) -> bool:
     layout `usearch_file` knows, exact size (usearch rejects most truncated files itself, but a
     file cut inside the node section can pass its checks, and mapping it can crash the reader)."""
     meta = usearch_file.header(path)
-    if meta is None or not usearch_file.matches(meta, row["dimensions"], published.METRIC_KIND[row["metric"]],
+    if meta is None or not usearch_file.matches(meta, row["dimensions"], annbase.METRIC_KIND[row["metric"]],
                                                  row["dtype"]):
         return False
     layout = usearch_file.layout_of(meta)

@@ -18,6 +18,7 @@ from vzcli.errors import StoreError
 from vzcli.outfile import fsync_dir
 
 USEARCH_METRIC = {"cosine": "cos", "euclidean": "l2sq", "dot-product": "ip"}
+METRIC_KIND = {"cosine": "Cos", "euclidean": "L2sq", "dot-product": "IP"}  # usearch's MetricKind names
 SMALL_GRAPH = 4096  # graphs smaller than this are built with one thread (deterministic, whole)
 
 

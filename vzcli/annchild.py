@@ -9,8 +9,8 @@ brings numpy, urllib, ssl and usearch's Python wrapper: 44 MiB of a 497 MiB peak
 which put the insert 2% above the raw float32 size of its input. This module imports no numpy:
 it loads only usearch's compiled extension (`load_compiled`) and hands it the frames through the
 buffer protocol (`Graph`), ~15 MiB in all. A usearch whose binding this module was not checked
-against (`BINDING_VERSIONS`) is driven through `usearch.index.Index` and numpy instead, the same
-graph at the old cost.
+against (`BINDING_VERSIONS`), or whose extension it cannot find or load, is driven through
+`usearch.index.Index` and numpy instead: the same graph at the old cost.
 
 The file it saves is byte for byte the one `usearch.index.Index` saves from the same adds
 (tests/test_bulk_build.py).
@@ -37,7 +37,6 @@ BUFFER = 1 << 30  # bytes of vectors the child holds ahead of its build; past th
 # `save_index_to_path`) this module was checked against; tests/test_bulk_build.py checks the
 # installed one and the fallback for any other
 BINDING_VERSIONS = frozenset({"2.26.6"})
-_METRIC_KIND = {"cosine": "Cos", "euclidean": "L2sq", "dot-product": "IP"}
 
 
 def _extension(package: str, name: str) -> str | None:
@@ -106,7 +105,7 @@ class Graph:
         self.idx = compiled.Index(
             ndim=self.dims, dtype=self.kind, connectivity=row["connectivity"], expansion_add=row["expansion_add"],
             expansion_search=row["expansion_search"], multi=False, enable_key_lookups=False,
-            metric_kind=getattr(compiled.MetricKind, _METRIC_KIND[row["metric"]]), metric_pointer=0,
+            metric_kind=getattr(compiled.MetricKind, annbase.METRIC_KIND[row["metric"]]), metric_pointer=0,
             metric_signature=compiled.MetricSignature.ArrayArraySize)
 
     def __len__(self) -> int:

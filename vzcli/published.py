@@ -38,6 +38,7 @@ import numpy as np
 import orjson
 
 from vzcli import envconf, usearch_file
+from vzcli.annbase import METRIC_KIND
 from vzcli.store import json_keys
 
 SEAL_PREFIX = "seal-"
@@ -86,7 +87,6 @@ RESIDENT = _Budget()
 
 _MAGIC = b"VZSEAL1\n"
 _HEAD = 4096  # the JSON header, padded; the key and slot arrays follow
-METRIC_KIND = {"cosine": "Cos", "euclidean": "L2sq", "dot-product": "IP"}
 
 
 def fits(vecs: np.ndarray, dtype: str) -> bool:
