@@ -445,13 +445,6 @@ def search(conn: sqlite3.Connection, row: dict[str, Any], index_dir: Path, q: np
     # usearch distances only pick candidates: their scores are recomputed exactly here. Delta
     # records already carry exact scores.
     cand = [key for _, key in found[: k * 2]]
-    if fv is not None and not fv.exact and len(cand) > k:
-        # scored from SQLite (an f16 file not held in memory): read only the candidates whose
-        # float16 vectors say they can be among the top k (10-12 rows of 20, typically)
-        arr = np.asarray(cand, dtype=np.int64)
-        hit, h = fv.split(arr)
-        if hit.all():
-            cand = _bounded(row["metric"], q, k, arr, h).tolist()
     result = rescore(conn, row, q, cand, fv if fv is not None and fv.resident and fv.exact else None, held)
     delta_keys = {key for _, key in delta}
     merged = sorted([h for h in result if h[1] not in delta_keys] + delta)
