@@ -238,9 +238,7 @@ def info_donor(fv: FileVectors) -> FileVectors | None:
 def file_info(fv: FileVectors, conn: sqlite3.Connection) -> FileVectors:
     """`fv` with ids and namespaces loaded (once per file and process; see `load_info`)."""
     if fv.known is None:
-        with _LOCK:
-            donor = _INFO_DONORS.get(fv.path.parent)
-        fv.load_info(conn, donor if donor is not fv else None)
+        fv.load_info(conn, info_donor(fv))
         with _LOCK:
             _INFO_DONORS[fv.path.parent] = fv
     return fv

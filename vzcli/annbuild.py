@@ -19,11 +19,11 @@ parent has to wait), builds with every core. The buffer holds float16 for float1
 bytes per vector than the graph will hold, so the child's peak memory is still its final graph.
 
 Protocol on the child's stdin: one JSON line (the index row, the directory), then frames of
-`<q n><q expect>` + n u64 keys + n vectors (`expect`: the nodes the graph should reach,
-estimated from the input's size; 0 when unknown), as float16 for an f16 file (the parent
-checks that float16 holds them, `published.as_f16`) and float32 otherwise; `<q -1><q seq>` means
-"committed: publish". EOF without it means "rolled back": the child exits and writes nothing.
-On stdout: one JSON line.
+`<q n><q expect>` + n u64 keys + n vectors, in native byte order (both ends run on one machine;
+`expect`: the nodes the graph should reach, estimated from the input's size; 0 when unknown), as
+float16 for an f16 file (the parent checks that float16 holds them, `published.as_f16`) and
+float32 otherwise; `<q -1><q seq>` means "committed: publish". EOF without it means "rolled
+back": the child exits and writes nothing. On stdout: one JSON line.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from vzcli import spawn
 from vzcli.published import as_f16
 
 _ROW_KEYS = ("id", "name", "dimensions", "metric", "dtype", "connectivity", "expansion_add", "expansion_search")
-BUFFER = 1 << 30  # bytes of vectors the child holds ahead of its build; past this the parent waits
 
 
 class Builder:

@@ -424,7 +424,7 @@ class FileVectors:
             try:
                 if f16:
                     assert conn is not None and row is not None
-                    self._load_exact(conn, row, donor if donor is not self else None)
+                    self._load_exact(conn, row, donor)
                     self._index_keys()
                     self.resident = True
                     return True
